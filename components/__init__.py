@@ -1,0 +1,1 @@
+"""Custom TFX components: `component.py` declares the interface, `executor.py` does the work."""

@@ -1,0 +1,1 @@
+"""Stops a run whose data ExampleValidator found anomalies in."""

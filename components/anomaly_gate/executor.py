@@ -1,0 +1,108 @@
+"""Reads ExampleValidator's anomalies and turns any of them into a failed gate."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+ANOMALIES_FILE = "SchemaDiff.pb"
+REPORT_FILE = "report.json"
+
+
+class DataValidationError(RuntimeError):
+    """The data broke the schema; the run stops before training."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One anomaly of one feature (or of the whole data set) in one split."""
+
+    split: str
+    feature: str
+    anomaly: str
+    description: str
+
+
+def read_findings(split_dirs: Mapping[str, str]) -> list[Finding]:
+    """Reads the anomalies ExampleValidator wrote for each split.
+
+    Args:
+        split_dirs: Split name -> the folder holding that split's `SchemaDiff.pb`.
+
+    Returns:
+        Every anomaly found, in split and feature order; empty when the data is clean.
+
+    Raises:
+        FileNotFoundError: If a split's anomalies file is missing.
+    """
+    findings = []
+    for split in sorted(split_dirs):
+        path = os.path.join(split_dirs[split], ANOMALIES_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"Expected ExampleValidator's anomalies for split {split!r} at {path}, "
+                "found no file."
+            )
+        anomalies = anomalies_pb2.Anomalies()
+        with open(path, "rb") as handle:
+            anomalies.ParseFromString(handle.read())
+        for feature in sorted(anomalies.anomaly_info):
+            findings.extend(_findings(split, feature, anomalies.anomaly_info[feature]))
+        if anomalies.HasField("dataset_anomaly_info"):
+            findings.extend(_findings(split, "<dataset>", anomalies.dataset_anomaly_info))
+    return findings
+
+
+def _findings(split: str, feature: str, info) -> list[Finding]:
+    reasons = list(info.reason) or [info]
+    return [
+        Finding(
+            split=split,
+            feature=feature,
+            anomaly=reason.short_description or anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
+            description=reason.description,
+        )
+        for reason in reasons
+    ]
+
+
+def describe(findings: list[Finding]) -> str:
+    """One line per finding: split, feature, anomaly and what TFDV saw."""
+    return "\n".join(
+        f"  split {item.split!r}, feature {item.feature!r}: {item.anomaly}"
+        + (f" ({item.description})" if item.description else "")
+        for item in findings
+    )
+
+
+def run_gate(split_dirs: Mapping[str, str], report_dir: str) -> None:
+    """Writes the gate report, then fails when the data has anomalies.
+
+    Args:
+        split_dirs: Split name -> folder of ExampleValidator's anomalies for it.
+        report_dir: Where `report.json` goes (the gate's output artifact).
+
+    Raises:
+        DataValidationError: If any split has an anomaly; the message names each feature and
+            anomaly.
+    """
+    findings = read_findings(split_dirs)
+    os.makedirs(report_dir, exist_ok=True)
+    temporary = os.path.join(report_dir, f".{REPORT_FILE}.tmp")
+    with open(temporary, "w") as handle:
+        json.dump(
+            {"passed": not findings, "findings": [asdict(item) for item in findings]},
+            handle,
+            indent=1,
+        )
+    os.replace(temporary, os.path.join(report_dir, REPORT_FILE))
+    if findings:
+        raise DataValidationError(
+            f"Data validation failed: {len(findings)} anomal"
+            f"{'y' if len(findings) == 1 else 'ies'} against the schema; the run stops "
+            f"before training.\n{describe(findings)}"
+        )

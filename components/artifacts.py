@@ -1,0 +1,11 @@
+"""Artifact types that dlforge's own components produce."""
+
+from __future__ import annotations
+
+from tfx.types.artifact import Artifact
+
+
+class ValidationReport(Artifact):
+    """The verdict of a data gate: `report.json` under the artifact's URI."""
+
+    TYPE_NAME = "dlforge.ValidationReport"

@@ -1,0 +1,1 @@
+"""Pushes a blessed model into TF Serving's directory layout, atomically."""

@@ -1,0 +1,1 @@
+"""Raw data sets that dlforge pipelines ingest."""

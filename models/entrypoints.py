@@ -1,0 +1,88 @@
+"""TFX entry points, found by dotted path: they read the settings and delegate."""
+
+from __future__ import annotations
+
+import os
+
+import keras_tuner
+import tensorflow_transform as tft
+from tfx.components.tuner.component import TunerFnResult
+
+from models import registry, tasks, training
+from models.settings import SETTINGS_KEY, TrainerSettings
+from models.strategy import make_strategy
+
+
+def _inputs(fn_args, settings: TrainerSettings, spec):
+    transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    feature_spec = transform_output.transformed_feature_spec()
+
+    def dataset(files, training_split):
+        return training.make_dataset(
+            files,
+            feature_spec,
+            label_key=spec.label_key,
+            batch_size=settings.batch_size,
+            training=training_split,
+            seed=settings.seed,
+        )
+
+    return transform_output, dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+
+
+def run_fn(fn_args) -> None:
+    """Trains the configured family and saves it with the serving signatures."""
+    settings = TrainerSettings.from_dict(fn_args.custom_config[SETTINGS_KEY])
+    spec = tasks.get_task(settings.task)
+    transform_output, train_dataset, eval_dataset = _inputs(fn_args, settings, spec)
+    if fn_args.hyperparameters:
+        hyperparameters = keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
+    else:
+        hyperparameters = registry.make_hyperparameters(
+            settings.family, spec, settings.hyperparameters
+        )
+    result = training.train_model(
+        settings,
+        spec,
+        hyperparameters,
+        train_dataset,
+        eval_dataset,
+        train_steps=fn_args.train_steps,
+        log_dir=os.path.join(fn_args.model_run_dir, "logs"),
+    )
+    training.write_history(result.history, fn_args.model_run_dir)
+    training.save_model(result.model, transform_output, spec, fn_args.serving_model_dir)
+
+
+def tuner_fn(fn_args) -> TunerFnResult:
+    """Builds the KerasTuner search over the family's search space."""
+    settings = TrainerSettings.from_dict(fn_args.custom_config[SETTINGS_KEY])
+    spec = tasks.get_task(settings.task)
+    family = registry.get_family(settings.family)
+    _, train_dataset, eval_dataset = _inputs(fn_args, settings, spec)
+    common = {
+        "hypermodel": lambda hp: family.build_model(hp, spec),
+        "objective": keras_tuner.Objective("val_accuracy", direction="max"),
+        "hyperparameters": registry.make_hyperparameters(
+            settings.family, spec, settings.hyperparameters
+        ),
+        "tune_new_entries": True,
+        "seed": settings.seed,
+        "distribution_strategy": make_strategy(settings.strategy, settings.tpu_address),
+        "directory": fn_args.working_dir,
+        "project_name": f"{settings.task}_{settings.family}",
+    }
+    if settings.tuner == "bayesian":
+        tuner = keras_tuner.BayesianOptimization(max_trials=settings.max_trials, **common)
+    else:
+        tuner = keras_tuner.RandomSearch(max_trials=settings.max_trials, **common)
+    return TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "x": train_dataset,
+            "validation_data": eval_dataset,
+            "steps_per_epoch": fn_args.train_steps,
+            "epochs": settings.tuner_epochs,
+            "verbose": 0,
+        },
+    )

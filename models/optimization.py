@@ -1,0 +1,92 @@
+"""Optimizers and losses that model families can select by name."""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+LOSSES = ("sparse_categorical_crossentropy", "categorical_hinge", "mean_squared_error")
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """Builds an optimizer by name.
+
+    Args:
+        name: "sgd" (plain mini-batch SGD), "momentum" (mini-batch SGD with Nesterov momentum
+            0.9), "rmsprop" or "adam".
+        learning_rate: Step size, > 0.
+
+    Returns:
+        A new Keras optimizer.
+
+    Raises:
+        ValueError: For an unknown name or a learning rate <= 0.
+    """
+    if learning_rate <= 0:
+        raise ValueError(f"Expected a learning_rate > 0, received {learning_rate}.")
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate)
+    if name == "momentum":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    raise ValueError(f"Expected an optimizer in {list(OPTIMIZERS)}, received {name!r}.")
+
+
+@keras.utils.register_keras_serializable(package="dlforge")
+class OneHotLoss(keras.losses.Loss):
+    """Applies a loss that wants one-hot targets to integer class labels."""
+
+    def __init__(self, base_loss: str, num_classes: int, **kwargs):
+        super().__init__(name=kwargs.pop("name", f"one_hot_{base_loss}"), **kwargs)
+        self.base_loss = base_loss
+        self.num_classes = num_classes
+        self._loss_fn = keras.losses.get(base_loss)
+
+    def call(self, y_true, y_pred):
+        import tensorflow as tf
+
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+        return self._loss_fn(tf.one_hot(labels, self.num_classes), y_pred)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "base_loss": self.base_loss,
+            "num_classes": self.num_classes,
+        }
+
+
+def make_loss(name: str, num_classes: int) -> keras.losses.Loss:
+    """Builds a classification loss over integer labels and softmax outputs.
+
+    Args:
+        name: "sparse_categorical_crossentropy", "categorical_hinge" or "mean_squared_error"
+            (the Brier score of the predicted distribution).
+        num_classes: Number of classes, used to one-hot the labels for the last two.
+
+    Returns:
+        A Keras loss.
+
+    Raises:
+        ValueError: For an unknown name.
+    """
+    if name == "sparse_categorical_crossentropy":
+        return keras.losses.SparseCategoricalCrossentropy()
+    if name in ("categorical_hinge", "mean_squared_error"):
+        return OneHotLoss(name, num_classes)
+    raise ValueError(f"Expected a loss in {list(LOSSES)}, received {name!r}.")
+
+
+def compile_classifier(
+    model: keras.Model, *, optimizer: str, learning_rate: float, loss: str, num_classes: int
+) -> keras.Model:
+    """Compiles a softmax classifier with the named optimizer and loss and an accuracy metric."""
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss=make_loss(loss, num_classes),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model

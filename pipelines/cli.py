@@ -1,0 +1,171 @@
+"""The `dlforge` command line: the one place that reads flags and the environment.
+
+TensorFlow is imported only by the commands that need it, so `dlforge runs` and `--help` are fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from models import registry
+from pipelines import config as config_lib
+from pipelines.config import ConfigError
+
+FAMILIES = tuple(registry.family_names())
+
+
+class UsageError(Exception):
+    """A command line the user has to fix."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dlforge", description="End-to-end deep-learning pipelines on TFX.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a pipeline locally (LocalDagRunner)")
+    run.add_argument("pipeline", help=f"pipeline to run, one of {list(config_lib.PIPELINES)}")
+    run.add_argument("--model", help=f"model family, one of {list(FAMILIES)} (default: cnn)")
+    run.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
+    run.add_argument("--config", help="TOML config file (see configs/)")
+    run.add_argument(
+        "--tune",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="search hyper-parameters with KerasTuner before training (default: on)",
+    )
+    run.add_argument("--verbose", action="store_true", help="show TFX, Beam and TF logs")
+
+    runs = commands.add_parser("runs", help="list past runs from ML Metadata, newest first")
+    runs.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
+    return parser
+
+
+def _home(flag: str | None) -> str:
+    return flag or os.environ.get("DLFORGE_HOME") or config_lib.DEFAULT_HOME
+
+
+def _run_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
+    if args.pipeline not in config_lib.PIPELINES:
+        raise UsageError(
+            f"unknown pipeline {args.pipeline!r}; expected one of {list(config_lib.PIPELINES)}"
+        )
+    if args.model is not None and args.model not in FAMILIES:
+        raise UsageError(f"unknown model {args.model!r}; expected one of {list(FAMILIES)}")
+    overrides: dict = {"pipeline": args.pipeline, "home": _home(args.home)}
+    if args.tune is not None:
+        overrides["tune"] = args.tune
+    if args.model is not None:
+        overrides["trainer"] = {"family": args.model}
+    return config_lib.load(args.config, overrides)
+
+
+def _configure_logs(verbose: bool) -> None:
+    """Shows library logs only when verbose; progress comes from INFO records either way.
+
+    The root logger stays at INFO because TFX's progress records ("Component X is running.")
+    come from the absl logger, whose level falls back to the root's once absl flags are parsed.
+    """
+    logging.basicConfig(level=logging.INFO, force=True)
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        warnings.filterwarnings("ignore")
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.ERROR)
+
+
+def _print_summary(summary) -> None:
+    print(f"\nRun {summary.run_id}: {summary.status} in {summary.total_seconds:.1f} s")
+    print(f"  {'stage':<22} {'status':<9} {'seconds':>8}")
+    for stage, state in summary.stage_states.items():
+        seconds = summary.stage_seconds.get(stage)
+        shown = f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
+        print(f"  {stage:<22} {state:<9} {shown}")
+    if summary.error:
+        print(f"  error: {summary.error}")
+    if "test_accuracy" in summary.metrics:
+        print(f"  test accuracy: {summary.metrics['test_accuracy']:.4f}")
+    if summary.status == "complete":
+        print(f"  blessed: {'yes' if summary.blessed else 'no'}")
+        for failure in summary.blessing_failures:
+            print(f"    {failure}")
+        if summary.pushed:
+            print(f"  pushed: {summary.pushed_path} (version {summary.pushed_version})")
+        else:
+            print("  pushed: no")
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    config = _run_config(args)
+    _configure_logs(args.verbose)
+    from pipelines.local_run import run_pipeline
+
+    print(
+        f"dlforge: running {config.pipeline_name} "
+        f"({'with' if config.tune else 'without'} tuning) in {config.home}"
+    )
+    summary = run_pipeline(config)
+    _print_summary(summary)
+    print(f"  summary: {os.path.join(config.runs_dir, summary.run_id, 'summary.json')}")
+    return 0 if summary.status == "complete" else 1
+
+
+def _command_runs(args: argparse.Namespace) -> int:
+    from pipelines import metadata
+    from pipelines.local_run import read_summary
+
+    home = _home(args.home)
+    path = os.path.join(home, "metadata.sqlite")
+    if not os.path.exists(path):
+        raise UsageError(f"no runs yet: expected ML Metadata at {path}, found no file")
+    store = metadata.open_store(path)
+    runs = metadata.list_runs(store)
+    print(f"{'run id':<38} {'started':<19} {'status':<9} {'accuracy':>8}  pushed version")
+    for run in runs:
+        summary = read_summary(os.path.join(home, "runs"), run.run_id) or {}
+        accuracy = summary.get("metrics", {}).get("test_accuracy")
+        started = datetime.datetime.fromtimestamp(run.created_ms / 1000)
+        pushed = _pushed_version(store, run) or "-"
+        shown = f"{accuracy:8.4f}" if accuracy is not None else f"{'-':>8}"
+        print(f"{run.run_id:<38} {started:%Y-%m-%d %H:%M:%S} {run.status:<9} {shown}  {pushed}")
+    return 0
+
+
+def _pushed_version(store, run) -> str | None:
+    from pipelines import metadata
+
+    for stage in run.stages:
+        if stage.node_id != "Pusher":
+            continue
+        for artifact in metadata.output_artifacts(store, stage.execution_id).get(
+            "pushed_model", []
+        ):
+            if metadata.custom_property(artifact, "pushed"):
+                return metadata.custom_property(artifact, "pushed_version")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the dlforge command line and returns its exit code."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    try:
+        args = _parser().parse_args(argv)
+        commands = {"run": _command_run, "runs": _command_runs}
+        return commands[args.command](args)
+    except (UsageError, ConfigError) as error:
+        print(f"dlforge: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

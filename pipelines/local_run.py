@@ -1,0 +1,234 @@
+"""Runs a pipeline with LocalDagRunner and summarises the run from ML Metadata."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from pipelines import metadata
+from pipelines.config import ConfigError, PipelineConfig
+
+ACCURACY = "sparse_categorical_accuracy"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunSummary:
+    """What a run did, as written to `<home>/runs/<run_id>/summary.json`."""
+
+    pipeline: str
+    model_family: str
+    run_id: str
+    status: str = "running"
+    error: str = ""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_states: dict[str, str] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    accuracy_by_label: dict[str, float] = field(default_factory=dict)
+    blessed: bool = False
+    blessing_failures: list[str] = field(default_factory=list)
+    pushed: bool = False
+    pushed_path: str = ""
+    pushed_version: str = ""
+
+
+def new_run_id(pipeline_name: str) -> str:
+    """A sortable run id, e.g. `digits_cnn-20261125-153000-123`."""
+    now = datetime.datetime.now()
+    return f"{pipeline_name}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
+
+
+class _StageEvents(logging.Handler):
+    """Turns LocalDagRunner's "Component X is running/finished." log lines into progress."""
+
+    def __init__(self, progress: Progress, seconds: dict[str, float]):
+        super().__init__(level=logging.INFO)
+        self._progress = progress
+        self._seconds = seconds
+        self._started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "Component %s is running.":
+            (node_id,) = record.args
+            self._started[node_id] = time.monotonic()
+            self._progress(f"  {node_id:<22} running")
+        elif record.msg == "Component %s is finished.":
+            (node_id,) = record.args
+            self._seconds[node_id] = time.monotonic() - self._started.pop(node_id)
+            self._progress(f"  {node_id:<22} done in {self._seconds[node_id]:.1f} s")
+
+
+@contextmanager
+def _stage_events(progress: Progress, seconds: dict[str, float]) -> Iterator[None]:
+    from absl import logging as absl_logging
+
+    handler = _StageEvents(progress, seconds)
+    logger = absl_logging.get_absl_logger()
+    previous_verbosity = absl_logging.get_verbosity()
+    logger.addHandler(handler)
+    # Through absl, not the logger: TensorFlow resets absl's level to absl's verbosity whenever
+    # it saves a model.
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        absl_logging.set_verbosity(previous_verbosity)
+
+
+def prepare_data(config: PipelineConfig) -> bool:
+    """Writes the embedded data set as the pipeline's raw input, once.
+
+    Returns:
+        True if the data was written now, False if it was already there.
+    """
+    from models.data import digits
+
+    if all(os.path.isdir(os.path.join(config.data_dir, name)) for name in digits.SPLIT_NAMES):
+        return False
+    digits.write_splits(config.data_dir, seed=config.data_seed)
+    return True
+
+
+def _check_hyperparameters(config: PipelineConfig) -> None:
+    from models import registry, tasks
+
+    try:
+        registry.make_hyperparameters(
+            config.trainer.family,
+            tasks.get_task(config.trainer.task),
+            config.trainer.hyperparameters,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+
+
+def run_pipeline(config: PipelineConfig, progress: Progress = print) -> RunSummary:
+    """Runs the configured pipeline locally and writes its summary.
+
+    A failing stage does not raise: the summary says which stage failed and why.
+
+    Args:
+        config: The run's configuration.
+        progress: Called with one line per stage event.
+
+    Returns:
+        The run's summary (also written to `<home>/runs/<run_id>/summary.json`).
+    """
+    from tfx.dsl.compiler import compiler
+    from tfx.dsl.compiler import constants as compiler_constants
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    from pipelines.digits import create_pipeline
+
+    _check_hyperparameters(config)
+    if prepare_data(config):
+        progress(f"  wrote the embedded {config.pipeline} data to {config.data_dir}")
+    summary = RunSummary(
+        pipeline=config.pipeline_name,
+        model_family=config.trainer.family,
+        run_id=new_run_id(config.pipeline_name),
+    )
+    started = time.monotonic()
+    ir = compiler.Compiler().compile(create_pipeline(config))
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, {compiler_constants.PIPELINE_RUN_ID_PARAMETER_NAME: summary.run_id}
+    )
+    try:
+        with _stage_events(progress, summary.stage_seconds):
+            LocalDagRunner().run_with_ir(ir)
+        summary.status = "complete"
+    except Exception as error:
+        logging.getLogger(__name__).info("The run failed.", exc_info=True)
+        summary.status = "failed"
+        summary.error = str(error).strip() or type(error).__name__
+    summary.total_seconds = round(time.monotonic() - started, 1)
+    _fill_from_metadata(summary, config)
+    write_summary(summary, config.runs_dir)
+    return summary
+
+
+def _fill_from_metadata(summary: RunSummary, config: PipelineConfig) -> None:
+    store = metadata.open_store(config.metadata_path)
+    try:
+        run = metadata.get_run(store, summary.run_id)
+    except KeyError:
+        return
+    for stage in run.stages:
+        summary.stage_states[stage.node_id] = stage.state
+        outputs = metadata.output_artifacts(store, stage.execution_id)
+        if stage.node_id == "Evaluator" and stage.state in ("complete", "cached"):
+            _read_evaluation(summary, outputs)
+        if stage.node_id == "Pusher" and stage.state in ("complete", "cached"):
+            (pushed_model,) = outputs["pushed_model"]
+            summary.pushed = bool(metadata.custom_property(pushed_model, "pushed"))
+            summary.pushed_path = metadata.custom_property(pushed_model, "pushed_destination") or ""
+            summary.pushed_version = metadata.custom_property(pushed_model, "pushed_version") or ""
+
+
+def _read_evaluation(summary: RunSummary, outputs: dict[str, list]) -> None:
+    import tensorflow_model_analysis as tfma
+
+    (evaluation,) = outputs["evaluation"]
+    (blessing,) = outputs["blessing"]
+    summary.blessed = bool(metadata.custom_property(blessing, "blessed"))
+    for slice_metrics in tfma.load_metrics(evaluation.uri):
+        keys = slice_metrics.slice_key.single_slice_keys
+        for item in slice_metrics.metric_keys_and_values:
+            if item.key.name != ACCURACY or item.key.is_diff or item.key.model_name == "baseline":
+                continue
+            value = round(item.value.double_value.value, 4)
+            if not keys:
+                summary.metrics["test_accuracy"] = value
+            elif len(keys) == 1:
+                summary.accuracy_by_label[str(keys[0].int64_value)] = value
+    validation = tfma.load_validation_result(evaluation.uri)
+    for per_slice in validation.metric_validations_per_slice:
+        where = _slice_name(per_slice.slice_key.single_slice_keys)
+        for failure in per_slice.failures:
+            threshold = failure.metric_threshold
+            if threshold.HasField("change_threshold"):
+                bound = f"change >= {threshold.change_threshold.absolute.value:+.4f}"
+            else:
+                bound = f">= {threshold.value_threshold.lower_bound.value:.4f}"
+            kind = "change" if failure.metric_key.is_diff else "value"
+            summary.blessing_failures.append(
+                f"{failure.metric_key.name} {kind} on {where} is "
+                f"{failure.metric_value.double_value.value:.4f}, expected {bound}"
+            )
+
+
+def _slice_name(keys) -> str:
+    if not keys:
+        return "all test examples"
+    return ", ".join(f"{key.column}={getattr(key, key.WhichOneof('kind'))}" for key in keys)
+
+
+def write_summary(summary: RunSummary, runs_dir: str) -> str:
+    """Writes `summary.json` for the run atomically and returns its path."""
+    directory = os.path.join(runs_dir, summary.run_id)
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".summary-", suffix=".json", dir=directory)
+    with os.fdopen(handle, "w") as stream:
+        json.dump(asdict(summary), stream, indent=1)
+    path = os.path.join(directory, "summary.json")
+    os.replace(temporary, path)
+    return path
+
+
+def read_summary(runs_dir: str, run_id: str) -> dict | None:
+    """The summary of a run as written by `write_summary`, or None if there is none."""
+    path = os.path.join(runs_dir, run_id, "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
