@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import Any, NamedTuple
 
 import keras_tuner
 import tensorflow_transform as tft
-from tfx.components.tuner.component import TunerFnResult
 
 from models import registry, tasks, training
 from models.settings import SETTINGS_KEY, TrainerSettings
 from models.strategy import make_strategy
+
+
+class TunerFnResult(NamedTuple):
+    """What TFX's Tuner expects `tuner_fn` to return: it calls `tuner.search(**fit_kwargs)`.
+
+    Same fields as `tfx.components.tuner.component.TunerFnResult`, declared here so that
+    `models` does not import TFX.
+    """
+
+    tuner: keras_tuner.engine.base_tuner.BaseTuner
+    fit_kwargs: dict[str, Any]
 
 
 def _inputs(fn_args, settings: TrainerSettings, spec):

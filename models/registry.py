@@ -18,14 +18,23 @@ def family_names() -> list[str]:
     return sorted(FAMILIES)
 
 
-def get_family(name: str) -> ModuleType:
-    """Returns the module of a model family.
+def check_family(name: str) -> None:
+    """Checks that a family is registered, without importing it.
 
     Raises:
         ValueError: If `name` is not registered; the message lists the valid names.
     """
     if name not in FAMILIES:
         raise ValueError(f"Expected a model family in {family_names()}, received {name!r}.")
+
+
+def get_family(name: str) -> ModuleType:
+    """Returns the module of a model family.
+
+    Raises:
+        ValueError: If `name` is not registered; the message lists the valid names.
+    """
+    check_family(name)
     return importlib.import_module(FAMILIES[name])
 
 

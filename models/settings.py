@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models import registry, tasks
+
 # Hyperband is not offered: TFX 1.16's Tuner executor asks the oracle for its `max_trials` best
 # trials, and KerasTuner's Hyperband oracle has no max_trials (None), so the Tuner stage fails.
 TUNER_ALGORITHMS = ("bayesian", "random")
+STRATEGIES = ("mirrored", "one_device")
 # Key of the settings in the Tuner's and Trainer's custom_config.
 SETTINGS_KEY = "trainer_settings"
 
@@ -46,6 +50,13 @@ class TrainerSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        registry.check_family(self.family)
+        tasks.get_task(self.task)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"Expected a strategy in {list(STRATEGIES)}, received {self.strategy!r}."
+            )
         for name in ("batch_size", "epochs", "max_trials", "tuner_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Expected {name} >= 1, received {getattr(self, name)}.")
@@ -56,7 +67,7 @@ class TrainerSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict, as TFX stores `custom_config`."""
-        values = dataclasses.asdict(self)
+        values = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
         values["hyperparameters"] = dict(self.hyperparameters)
         return values
 
@@ -74,3 +85,30 @@ class TrainerSettings:
                 f"Expected trainer settings among {sorted(known)}, received {unknown}."
             )
         return cls(**values)
+
+
+_SIMPLE_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def check_field_types(instance) -> None:
+    """Checks the dataclass fields annotated bool, int, float, str or Mapping hold that type.
+
+    Raises:
+        ValueError: For a field whose value has another type (a bool is not an int here).
+    """
+    hints = typing.get_type_hints(type(instance))
+    for item in dataclasses.fields(instance):
+        value = getattr(instance, item.name)
+        hint = hints[item.name]
+        name = getattr(hint, "__name__", "")
+        if name in _SIMPLE_TYPES:
+            expected = _SIMPLE_TYPES[name]
+            wrong = not isinstance(value, expected) or (name != "bool" and isinstance(value, bool))
+        elif typing.get_origin(hint) is Mapping:
+            name, wrong = "mapping", not isinstance(value, Mapping)
+        else:
+            continue
+        if wrong:
+            raise ValueError(
+                f"Expected {item.name} to be a {name}, received {value!r} ({type(value).__name__})."
+            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-STRATEGIES = ("mirrored", "one_device")
+from models.settings import STRATEGIES
 
 
 def make_strategy(kind: str = "mirrored", tpu_address: str = "") -> tf.distribute.Strategy:

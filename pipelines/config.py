@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.settings import TrainerSettings
+from models.settings import TrainerSettings, check_field_types
 
 PIPELINES = ("digits",)
 DEFAULT_HOME = "dlforge_home"
@@ -32,6 +32,7 @@ class EvaluationConfig:
     max_accuracy_drop: float = 0.01
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not 0 <= self.min_accuracy <= 1 or not 0 <= self.max_accuracy_drop <= 1:
             raise ConfigError(
                 "Expected min_accuracy and max_accuracy_drop in [0, 1], received "
@@ -66,6 +67,9 @@ class PipelineConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        if not all(isinstance(arg, str) for arg in self.beam_args):
+            raise ConfigError(f"Expected beam_args to be strings, received {self.beam_args!r}.")
         if self.pipeline not in PIPELINES:
             raise ConfigError(
                 f"Expected a pipeline in {list(PIPELINES)}, received {self.pipeline!r}."
@@ -132,6 +136,11 @@ def from_mapping(values: Mapping[str, Any], where: str = "config") -> PipelineCo
             raise ConfigError(f"Expected [{name}] in {where} to be a table, received {table!r}.")
         sections[name] = _build(cls, table, f"[{name}] of {where}")
     if "beam_args" in values:
+        if not isinstance(values["beam_args"], list):
+            raise ConfigError(
+                f"Expected beam_args in {where} to be a list of strings, "
+                f"received {values['beam_args']!r}."
+            )
         values["beam_args"] = tuple(values["beam_args"])
     return _build(PipelineConfig, {**values, **sections}, where)
 
@@ -162,7 +171,10 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Pipeli
             raise ConfigError(f"Expected a TOML config file at {path}: {error}.") from error
     for key, value in (overrides or {}).items():
         if isinstance(value, Mapping):
-            values[key] = {**values.get(key, {}), **value}
+            table = values.get(key, {})
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"Expected [{key}] in {path} to be a table, received {table!r}.")
+            values[key] = {**table, **value}
         else:
             values[key] = value
     return from_mapping(values, where=path or "config")

@@ -54,11 +54,14 @@ def read_findings(split_dirs: Mapping[str, str]) -> list[Finding]:
             findings.extend(_findings(split, feature, anomalies.anomaly_info[feature]))
         if anomalies.HasField("dataset_anomaly_info"):
             findings.extend(_findings(split, "<dataset>", anomalies.dataset_anomaly_info))
+        if anomalies.data_missing:
+            findings.append(Finding(split, "<dataset>", "No data", "the split has no examples"))
     return findings
 
 
 def _findings(split: str, feature: str, info) -> list[Finding]:
-    reasons = list(info.reason) or [info]
+    if not info.reason:
+        return [Finding(split, feature, info.short_description or "Anomaly", info.description)]
     return [
         Finding(
             split=split,
@@ -66,7 +69,7 @@ def _findings(split: str, feature: str, info) -> list[Finding]:
             anomaly=reason.short_description or anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
             description=reason.description,
         )
-        for reason in reasons
+        for reason in info.reason
     ]
 
 

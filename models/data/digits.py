@@ -114,7 +114,8 @@ def write_splits(
             f"received pixels of shape {list(pixels.shape)} and {len(labels)} labels."
         )
     indices = split_indices(labels, fractions or SplitFractions(), seed)
-    parent = os.path.dirname(os.path.abspath(output_dir))
+    output_dir = os.path.abspath(output_dir)
+    parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".digits-", dir=parent)
     try:
@@ -122,6 +123,7 @@ def write_splits(
             os.makedirs(os.path.join(staging, name))
             rows = indices[name]
             write_csv(os.path.join(staging, name, "digits.csv"), pixels[rows], labels[rows])
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the data is not.
         _replace_dir(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -137,7 +139,11 @@ def _replace_dir(source: str, destination: str) -> None:
     retired = destination + ".old"
     shutil.rmtree(retired, ignore_errors=True)
     os.rename(destination, retired)
-    os.rename(source, destination)
+    try:
+        os.rename(source, destination)
+    except OSError:
+        os.rename(retired, destination)
+        raise
     shutil.rmtree(retired)
 
 

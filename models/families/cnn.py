@@ -65,7 +65,11 @@ def make_model(
             name=f"conv_{block}",
         )(hidden)
         if batch_norm:
-            hidden = keras.layers.BatchNormalization(name=f"batch_norm_{block}")(hidden)
+            # Momentum 0.9, not Keras' 0.99: the moving statistics must settle within the few
+            # hundred steps a small data set trains for.
+            hidden = keras.layers.BatchNormalization(momentum=0.9, name=f"batch_norm_{block}")(
+                hidden
+            )
         hidden = keras.layers.Activation("relu", name=f"relu_{block}")(hidden)
         if min(hidden.shape[1], hidden.shape[2]) > 2:
             hidden = keras.layers.MaxPooling2D(2, name=f"pool_{block}")(hidden)

@@ -1,0 +1,116 @@
+"""Tests of the `dlforge` command line: user errors and a start-up that skips TensorFlow.
+
+No test here runs a pipeline: every `run` command line is rejected before the pipeline starts.
+The start-up checks run a fresh interpreter of the same environment in a subprocess.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import cli
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_dlforge_home_variable(monkeypatch):
+    monkeypatch.delenv("DLFORGE_HOME", raising=False)
+
+
+def _error_lines(capsys) -> list[str]:
+    return capsys.readouterr().err.splitlines()
+
+
+def _assert_one_error_line_naming(lines: list[str], named: str) -> None:
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("dlforge: error:")
+    assert named in lines[0]
+
+
+def test_run_of_an_unknown_pipeline_is_a_usage_error(tmp_path, capsys):
+    code = cli.main(["run", "images", "--home", str(tmp_path)])
+
+    assert code == 2
+    _assert_one_error_line_naming(_error_lines(capsys), "'images'")
+
+
+def test_run_with_an_unknown_model_is_a_usage_error(tmp_path, capsys):
+    code = cli.main(["run", "digits", "--model", "transformer", "--home", str(tmp_path)])
+
+    assert code == 2
+    _assert_one_error_line_naming(_error_lines(capsys), "'transformer'")
+
+
+def test_run_with_a_missing_config_file_is_a_usage_error(tmp_path, capsys):
+    path = str(tmp_path / "missing.toml")
+
+    code = cli.main(["run", "digits", "--config", path, "--home", str(tmp_path)])
+
+    assert code == 2
+    _assert_one_error_line_naming(_error_lines(capsys), path)
+
+
+def test_run_with_an_unknown_config_key_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "dlforge.toml"
+    path.write_text("[trainer]\nlearning_rate = 0.1\n")
+
+    code = cli.main(["run", "digits", "--config", str(path), "--home", str(tmp_path)])
+
+    assert code == 2
+    _assert_one_error_line_naming(_error_lines(capsys), "'learning_rate'")
+
+
+def test_runs_on_a_home_without_metadata_is_a_usage_error(tmp_path, capsys):
+    code = cli.main(["runs", "--home", str(tmp_path)])
+
+    assert code == 2
+    _assert_one_error_line_naming(_error_lines(capsys), str(tmp_path / "metadata.sqlite"))
+
+
+def test_an_unknown_option_is_a_usage_error(tmp_path, capsys):
+    code = cli.main(["runs", "--home", str(tmp_path), "--colour"])
+
+    assert code == 2
+    _assert_one_error_line_naming(_error_lines(capsys), "--colour")
+
+
+def test_a_missing_command_is_a_usage_error(capsys):
+    code = cli.main([])
+
+    assert code == 2
+    _assert_one_error_line_naming(_error_lines(capsys), "command")
+
+
+def _run_in_project(command: list[str]) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key != "DLFORGE_HOME"}
+    return subprocess.run(
+        command,
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_importing_the_cli_does_not_import_tensorflow():
+    result = _run_in_project(
+        [sys.executable, "-c", "import pipelines.cli, sys; print('tensorflow' in sys.modules)"]
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_dlforge_help_exits_zero_and_lists_the_commands():
+    result = _run_in_project([str(Path(sys.executable).parent / "dlforge"), "--help"])
+
+    assert result.returncode == 0, result.stderr
+    assert "run a pipeline locally" in result.stdout
+    assert "list past runs" in result.stdout
+    assert "{run,runs}" in result.stdout
