@@ -179,3 +179,12 @@ def test_trainer_settings_to_dict_survives_json():
 def test_trainer_settings_from_dict_rejects_an_unknown_key_naming_it():
     with pytest.raises(ValueError, match=r"received \['layers'\]"):
         TrainerSettings.from_dict({"family": "mlp", "layers": 3})
+
+
+def test_shipped_config_files_load_and_the_reference_one_matches_the_defaults():
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    configs = os.path.join(repository, "configs")
+    reference = config_lib.load(os.path.join(configs, "digits.toml"))
+    assert reference == config_lib.PipelineConfig()
+    smoke = config_lib.load(os.path.join(configs, "smoke.toml"))
+    assert smoke.train_steps < reference.train_steps
