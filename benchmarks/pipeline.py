@@ -28,10 +28,12 @@ TARGETS = {
 
 
 def _run(config, label):
+    from pipelines import console
     from pipelines.local_run import run_pipeline
 
     print(f"[{label}] running {config.pipeline_name} in {config.home}", file=sys.stderr)
-    summary = run_pipeline(config, progress=lambda line: print(line, file=sys.stderr))
+    with console.progress_only(verbose=False):
+        summary = run_pipeline(config, progress=lambda line: print(line, file=sys.stderr))
     if summary.status != "complete":
         raise SystemExit(f"[{label}] run failed: {summary.error}")
     return summary
@@ -65,7 +67,7 @@ def _throughput(config, steps: int, repeats: int) -> tuple[float, float]:
     array_x, array_y = np.concatenate(features), np.concatenate(labels)
 
     model = registry.get_family(config.trainer.family).build_model(
-        registry.make_hyperparameters(config.trainer.family, spec), spec
+        registry.make_hyperparameters(config.trainer.family), spec
     )
     steps_per_epoch = len(array_y) // batch_size
 
@@ -98,8 +100,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from models.settings import TrainerSettings
+    from pipelines import console
     from pipelines.config import PipelineConfig
 
+    console.configure_logs(verbose=False)
     home = args.home or tempfile.mkdtemp(prefix="dlforge-bench-")
     cnn = PipelineConfig(home=home, trainer=TrainerSettings(family="cnn"))
     mlp = PipelineConfig(home=home, trainer=TrainerSettings(family="mlp"))

@@ -49,9 +49,7 @@ def run_fn(fn_args) -> None:
     if fn_args.hyperparameters:
         hyperparameters = keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
     else:
-        hyperparameters = registry.make_hyperparameters(
-            settings.family, spec, settings.hyperparameters
-        )
+        hyperparameters = registry.make_hyperparameters(settings.family, settings.hyperparameters)
     result = training.train_model(
         settings,
         spec,
@@ -74,9 +72,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
     common = {
         "hypermodel": lambda hp: family.build_model(hp, spec),
         "objective": keras_tuner.Objective("val_accuracy", direction="max"),
-        "hyperparameters": registry.make_hyperparameters(
-            settings.family, spec, settings.hyperparameters
-        ),
+        "hyperparameters": registry.make_hyperparameters(settings.family, settings.hyperparameters),
         "tune_new_entries": True,
         "seed": settings.seed,
         "distribution_strategy": make_strategy(settings.strategy, settings.tpu_address),

@@ -38,7 +38,7 @@ def get_family(name: str) -> ModuleType:
     return importlib.import_module(FAMILIES[name])
 
 
-def make_hyperparameters(family: str, spec, overrides: dict | None = None):
+def make_hyperparameters(family: str, overrides: dict | None = None):
     """Returns KerasTuner HyperParameters holding `overrides` as fixed values.
 
     The family's search space is built once on a scratch copy to check that every override names

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 
 from models import registry
 from pipelines import config as config_lib
+from pipelines import console
 from pipelines.config import ConfigError
 
 
@@ -64,20 +63,6 @@ def _run_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     return config_lib.load(args.config, overrides)
 
 
-def _configure_logs(verbose: bool) -> None:
-    """Shows library logs only when verbose; progress comes from INFO records either way.
-
-    The root logger stays at INFO because TFX's progress records ("Component X is running.")
-    come from the absl logger, whose level falls back to the root's once absl flags are parsed.
-    """
-    logging.basicConfig(level=logging.INFO, force=True)
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        warnings.filterwarnings("ignore")
-        for handler in logging.getLogger().handlers:
-            handler.setLevel(logging.ERROR)
-
-
 def _print_summary(summary) -> None:
     print(f"\nRun {summary.run_id}: {summary.status} in {summary.total_seconds:.1f} s")
     print(f"  {'stage':<22} {'status':<9} {'seconds':>8}")
@@ -101,14 +86,15 @@ def _print_summary(summary) -> None:
 
 def _command_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
-    _configure_logs(args.verbose)
+    console.configure_logs(args.verbose)
     from pipelines.local_run import run_pipeline
 
     print(
         f"dlforge: running {config.pipeline_name} "
         f"({'with' if config.tune else 'without'} tuning) in {config.home}"
     )
-    summary = run_pipeline(config)
+    with console.progress_only(args.verbose) as progress:
+        summary = run_pipeline(config, progress)
     _print_summary(summary)
     print(f"  summary: {os.path.join(config.runs_dir, summary.run_id, 'summary.json')}")
     return 0 if summary.status == "complete" else 1

@@ -99,14 +99,10 @@ def prepare_data(config: PipelineConfig) -> bool:
 
 
 def _check_hyperparameters(config: PipelineConfig) -> None:
-    from models import registry, tasks
+    from models import registry
 
     try:
-        registry.make_hyperparameters(
-            config.trainer.family,
-            tasks.get_task(config.trainer.task),
-            config.trainer.hyperparameters,
-        )
+        registry.make_hyperparameters(config.trainer.family, config.trainer.hyperparameters)
     except ValueError as error:
         raise ConfigError(str(error)) from error
 

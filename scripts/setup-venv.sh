@@ -50,6 +50,9 @@ if [ ! -x "$venv/bin/python" ] \
 fi
 
 echo "setup: installing $lock into $venv (no dependency resolving; several minutes on a cold cache)"
+# wheel first, so the few source-only packages build as wheels rather than by 'setup.py install'.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+  "$(grep -E '^wheel==' "$lock")"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$lock"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 "$venv/bin/python" -m pip check

@@ -114,3 +114,16 @@ def test_dlforge_help_exits_zero_and_lists_the_commands():
     assert "run a pipeline locally" in result.stdout
     assert "list past runs" in result.stdout
     assert "{run,runs}" in result.stdout
+
+
+def test_config_errors_are_reported_before_tensorflow_is_imported():
+    script = (
+        "import sys; from pipelines import cli; "
+        "code = cli.main(['run', 'digits', '--model', 'rnn']); "
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    result = _run_in_project([sys.executable, "-c", script])
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2 False"
+    assert "received 'rnn'" in result.stderr

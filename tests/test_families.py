@@ -89,7 +89,7 @@ def test_unknown_family_error_lists_the_registered_ones():
 
 
 def test_fixed_hyperparameters_override_the_defaults():
-    hyperparameters = registry.make_hyperparameters("mlp", DIGITS, {"num_layers": 3, "units": 32})
+    hyperparameters = registry.make_hyperparameters("mlp", {"num_layers": 3, "units": 32})
     model = registry.get_family("mlp").build_model(hyperparameters, DIGITS)
     hidden = [layer for layer in model.layers if layer.name.startswith("dense_")]
     assert [layer.units for layer in hidden] == [32, 32, 32]
@@ -97,5 +97,5 @@ def test_fixed_hyperparameters_override_the_defaults():
 
 def test_unknown_hyperparameter_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"received \['num_heads'\]") as error:
-        registry.make_hyperparameters("cnn", DIGITS, {"num_heads": 2})
+        registry.make_hyperparameters("cnn", {"num_heads": 2})
     assert "num_blocks" in str(error.value)

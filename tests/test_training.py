@@ -81,7 +81,7 @@ def test_train_model_lowers_the_loss_and_records_history(
     record_pattern, transform_output, tmp_path
 ):
     settings = TrainerSettings(family="mlp", epochs=4, strategy="one_device")
-    hyperparameters = registry.make_hyperparameters("mlp", DIGITS, {"learning_rate": 0.01})
+    hyperparameters = registry.make_hyperparameters("mlp", {"learning_rate": 0.01})
     result = training.train_model(
         settings,
         DIGITS,
@@ -137,7 +137,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
     settings = TrainerSettings(family="mlp", epochs=5, strategy="mirrored")
     result = training.train_model(
         settings, DIGITS,
-        registry.make_hyperparameters("mlp", DIGITS, {"learning_rate": 0.01}),
+        registry.make_hyperparameters("mlp", {"learning_rate": 0.01}),
         dataset.shuffle(256, seed=0).repeat().batch(32),
         dataset.batch(64),
         train_steps=50,
