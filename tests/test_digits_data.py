@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.data import digits
+from tests.files import snapshot
 
 EXPECTED_HEADER = [f"pixel_{index:02d}" for index in range(64)] + ["label"]
 
@@ -20,17 +21,6 @@ def _small_arrays(num_rows: int = 60, offset: int = 0) -> tuple[np.ndarray, np.n
     pixels = (np.arange(num_rows * 64).reshape(num_rows, 64) + offset) % 17
     labels = np.arange(num_rows) % 3
     return pixels.astype(np.int64), labels.astype(np.int64)
-
-
-def _snapshot(folder) -> dict[str, bytes]:
-    """Every file under `folder`, relative path -> content."""
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                files[os.path.relpath(path, folder)] = handle.read()
-    return files
 
 
 def test_load_digits_arrays_returns_the_bundled_1797_images():
@@ -164,13 +154,13 @@ def _fail_on_second_call(monkeypatch) -> None:
 def test_write_splits_failing_midway_leaves_the_existing_output_intact(tmp_path, monkeypatch):
     output_dir = tmp_path / "data"
     digits.write_splits(str(output_dir), arrays=_small_arrays())
-    before = _snapshot(output_dir)
+    before = snapshot(output_dir)
     _fail_on_second_call(monkeypatch)
 
     with pytest.raises(OSError, match="disk full"):
         digits.write_splits(str(output_dir), arrays=_small_arrays(offset=5))
 
-    assert _snapshot(output_dir) == before
+    assert snapshot(output_dir) == before
 
 
 def test_write_splits_failing_midway_removes_its_staging_dir(tmp_path, monkeypatch):

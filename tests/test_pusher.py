@@ -15,6 +15,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
 from components.pusher import executor as pusher_executor
+from tests.files import snapshot
 
 MODEL_FILES = {
     "saved_model.pb": b"\x08\x01saved model graph",
@@ -34,17 +35,6 @@ def _make_saved_model(model_dir) -> str:
         with open(path, "wb") as handle:
             handle.write(content)
     return str(model_dir)
-
-
-def _snapshot(folder) -> dict[str, bytes]:
-    """Every file under `folder`, relative path -> content."""
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                files[os.path.relpath(path, folder)] = handle.read()
-    return files
 
 
 @pytest.fixture
@@ -68,7 +58,7 @@ def test_push_model_copies_every_file_into_a_numeric_version_folder(model_dir, b
     assert push.copied is True
     assert push.version.isdigit()
     assert push.path == os.path.join(base_dir, push.version)
-    pushed_files = _snapshot(push.path)
+    pushed_files = snapshot(push.path)
     pushed_files.pop(PUSH_RECORD)
     assert pushed_files == MODEL_FILES
 
@@ -133,14 +123,14 @@ def test_push_model_failing_midway_leaves_no_partial_version(
     model_dir, base_dir, monkeypatch, frozen_clock
 ):
     earlier = pusher_executor.push_model(model_dir, base_dir, "uri://model/1")
-    earlier_files = _snapshot(earlier.path)
+    earlier_files = snapshot(earlier.path)
     _fail_copy_midway(monkeypatch)
 
     with pytest.raises(OSError, match="disk full"):
         pusher_executor.push_model(model_dir, base_dir, "uri://model/2")
 
     assert os.listdir(base_dir) == [earlier.version]
-    assert _snapshot(earlier.path) == earlier_files
+    assert snapshot(earlier.path) == earlier_files
 
 
 def test_push_model_failing_midway_removes_the_staging_folder(model_dir, base_dir, monkeypatch):
@@ -203,7 +193,7 @@ def test_executor_pushes_a_blessed_model_and_marks_it_pushed(tmp_path, base_dir)
     assert pushed_model.get_string_custom_property("pushed_destination") == os.path.join(
         base_dir, version
     )
-    assert _snapshot(pushed_model.uri) == MODEL_FILES
+    assert snapshot(pushed_model.uri) == MODEL_FILES
 
 
 def test_executor_does_not_push_a_model_that_is_not_blessed(tmp_path, base_dir):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from models.optimization import compile_classifier
+from models.classifier import finish_classifier
 from models.spec import TaskSpec
 
 
@@ -35,9 +35,9 @@ def make_model(
         batch_norm: Whether to normalise each convolution's output.
         dropout: Dropout rate after each block and in the head, in [0, 1).
         dense_units: Width of the dense head layer.
-        optimizer: One of `models.optimization.OPTIMIZERS`.
+        optimizer: One of `models.classifier.OPTIMIZERS`.
         learning_rate: Step size.
-        loss: One of `models.optimization.LOSSES`.
+        loss: One of `models.classifier.LOSSES`.
 
     Returns:
         A compiled model mapping `spec.feature_key` to class probabilities.
@@ -79,12 +79,10 @@ def make_model(
     hidden = keras.layers.Dense(dense_units, activation="relu", name="dense")(hidden)
     if dropout:
         hidden = keras.layers.Dropout(dropout, name="dropout_head")(hidden)
-    outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(
-        hidden
-    )
-    model = keras.Model(inputs, outputs, name="cnn")
-    return compile_classifier(
-        model,
+    return finish_classifier(
+        inputs,
+        hidden,
+        name="cnn",
         optimizer=optimizer,
         learning_rate=learning_rate,
         loss=loss,

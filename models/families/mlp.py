@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from models.optimization import LOSSES, OPTIMIZERS, compile_classifier
+from models.classifier import LOSSES, OPTIMIZERS, finish_classifier
 from models.spec import TaskSpec
 
 ACTIVATIONS = ("relu", "tanh", "elu", "sigmoid")
@@ -29,9 +29,9 @@ def make_model(
         units: Width of each hidden layer.
         activation: One of `ACTIVATIONS`.
         dropout: Dropout rate after each hidden layer, in [0, 1).
-        optimizer: One of `models.optimization.OPTIMIZERS`.
+        optimizer: One of `models.classifier.OPTIMIZERS`.
         learning_rate: Step size.
-        loss: One of `models.optimization.LOSSES`.
+        loss: One of `models.classifier.LOSSES`.
 
     Returns:
         A compiled model mapping `spec.feature_key` to class probabilities.
@@ -53,12 +53,10 @@ def make_model(
         hidden = keras.layers.Dense(units, activation=activation, name=f"dense_{index}")(hidden)
         if dropout:
             hidden = keras.layers.Dropout(dropout, name=f"dropout_{index}")(hidden)
-    outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(
-        hidden
-    )
-    model = keras.Model(inputs, outputs, name="mlp")
-    return compile_classifier(
-        model,
+    return finish_classifier(
+        inputs,
+        hidden,
+        name="mlp",
         optimizer=optimizer,
         learning_rate=learning_rate,
         loss=loss,

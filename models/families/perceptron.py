@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from models.optimization import LOSSES, OPTIMIZERS, compile_classifier
+from models.classifier import LOSSES, OPTIMIZERS, finish_classifier
 from models.spec import TaskSpec
 
 
@@ -19,20 +19,18 @@ def make_model(
 
     Args:
         spec: The task.
-        optimizer: One of `models.optimization.OPTIMIZERS`.
+        optimizer: One of `models.classifier.OPTIMIZERS`.
         learning_rate: Step size.
-        loss: One of `models.optimization.LOSSES`.
+        loss: One of `models.classifier.LOSSES`.
 
     Returns:
         A compiled model mapping `spec.feature_key` to class probabilities.
     """
     inputs = keras.Input(shape=(spec.num_features,), name=spec.feature_key)
-    outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(
-        inputs
-    )
-    model = keras.Model(inputs, outputs, name="perceptron")
-    return compile_classifier(
-        model,
+    return finish_classifier(
+        inputs,
+        inputs,
+        name="perceptron",
         optimizer=optimizer,
         learning_rate=learning_rate,
         loss=loss,

@@ -1,4 +1,4 @@
-"""Optimizers and losses that model families can select by name."""
+"""What the classifier families share: optimizers and losses by name, and the softmax head."""
 
 from __future__ import annotations
 
@@ -80,10 +80,32 @@ def make_loss(name: str, num_classes: int) -> keras.losses.Loss:
     raise ValueError(f"Expected a loss in {list(LOSSES)}, received {name!r}.")
 
 
-def compile_classifier(
-    model: keras.Model, *, optimizer: str, learning_rate: float, loss: str, num_classes: int
+def finish_classifier(
+    inputs: keras.KerasTensor,
+    hidden: keras.KerasTensor,
+    *,
+    name: str,
+    num_classes: int,
+    optimizer: str,
+    learning_rate: float,
+    loss: str,
 ) -> keras.Model:
-    """Compiles a softmax classifier with the named optimizer and loss and an accuracy metric."""
+    """Adds the softmax layer on `hidden` and compiles the model with an accuracy metric.
+
+    Args:
+        inputs: The model's input tensor.
+        hidden: The last hidden representation.
+        name: Model name.
+        num_classes: Width of the softmax layer.
+        optimizer: One of `OPTIMIZERS`.
+        learning_rate: Step size.
+        loss: One of `LOSSES`.
+
+    Returns:
+        The compiled model, whose output layer is named "probabilities".
+    """
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(hidden)
+    model = keras.Model(inputs, outputs, name=name)
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss=make_loss(loss, num_classes),
