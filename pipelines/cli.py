@@ -6,12 +6,14 @@ TensorFlow is imported only by the commands that need it, so `dlforge runs` and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import sys
 from collections.abc import Sequence
 
 from models import registry
+from models.data.ingest import IngestError
 from pipelines import config as config_lib
 from pipelines import console
 from pipelines.config import ConfigError
@@ -38,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
     run.add_argument("--config", help="TOML config file (see configs/)")
     run.add_argument(
+        "--data", help="CSV file or folder of them to ingest as a new span before the run"
+    )
+    run.add_argument(
         "--tune",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -58,6 +63,8 @@ def _run_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     overrides: dict = {"pipeline": args.pipeline, "home": _home(args.home)}
     if args.tune is not None:
         overrides["tune"] = args.tune
+    if args.data is not None:
+        overrides["data_path"] = args.data
     if args.model is not None:
         overrides["trainer"] = {"family": args.model}
     return config_lib.load(args.config, overrides)
@@ -85,7 +92,13 @@ def _print_summary(summary) -> None:
 
 
 def _command_run(args: argparse.Namespace) -> int:
+    from pipelines.local_run import prepare_data
+
     config = _run_config(args)
+    # Ingest first: a bad file is reported before TensorFlow is imported. The run then reads
+    # the latest span, which now holds the user's rows.
+    prepared = prepare_data(config)
+    config = dataclasses.replace(config, data_path="")
     console.configure_logs(args.verbose)
     from pipelines.local_run import run_pipeline
 
@@ -93,6 +106,8 @@ def _command_run(args: argparse.Namespace) -> int:
         f"dlforge: running {config.pipeline_name} "
         f"({'with' if config.tune else 'without'} tuning) in {config.home}"
     )
+    if prepared:
+        print(f"  {prepared}")
     with console.progress_only(args.verbose) as progress:
         summary = run_pipeline(config, progress)
     _print_summary(summary)
@@ -142,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         commands = {"run": _command_run, "runs": _command_runs}
         return commands[args.command](args)
-    except (UsageError, ConfigError) as error:
+    except (UsageError, ConfigError, IngestError) as error:
         print(f"dlforge: error: {error}", file=sys.stderr)
         return 2
 

@@ -47,6 +47,8 @@ class PipelineConfig:
     Attributes:
         pipeline: Which pipeline ("digits").
         home: Folder of the data, pipeline root, ML Metadata, pushed models and run summaries.
+        data_path: A CSV file or folder of them to ingest as the next span of raw data before
+            the run; empty to use the data already in the home (the embedded data set at first).
         tune: Whether the Tuner searches hyper-parameters before training.
         train_steps: Trainer steps in all.
         tuner_steps_per_epoch: Steps of one epoch of a tuner trial.
@@ -58,6 +60,7 @@ class PipelineConfig:
 
     pipeline: str = "digits"
     home: str = DEFAULT_HOME
+    data_path: str = ""
     tune: bool = True
     train_steps: int = 600
     tuner_steps_per_epoch: int = 20

@@ -10,7 +10,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
 from components.pusher import executor as pusher_executor
-from models.data import digits
+from models.data import digits, ingest
 from models.settings import SETTINGS_KEY
 from pipelines.config import PipelineConfig
 
@@ -74,7 +74,8 @@ def create_pipeline(config: PipelineConfig, schema_file: str = SCHEMA_FILE) -> t
         input_base=os.path.abspath(config.data_dir),
         input_config=tfx.proto.Input(
             splits=[
-                tfx.proto.Input.Split(name=name, pattern=f"{name}/*") for name in digits.SPLIT_NAMES
+                tfx.proto.Input.Split(name=name, pattern=f"{ingest.SPAN_PREFIX}{{SPAN}}/{name}/*")
+                for name in digits.SPLIT_NAMES
             ]
         ),
     )

@@ -84,18 +84,34 @@ def _stage_events(progress: Progress, seconds: dict[str, float]) -> Iterator[Non
         absl_logging.set_verbosity(previous_verbosity)
 
 
-def prepare_data(config: PipelineConfig) -> bool:
-    """Writes the embedded data set as the pipeline's raw input, once.
+def prepare_data(config: PipelineConfig) -> str | None:
+    """Puts the raw data the run reads in place: the user's files as a new span, or else the
+    embedded data set as span 0 when the home has no data yet.
 
     Returns:
-        True if the data was written now, False if it was already there.
-    """
-    from models.data import digits
+        A line saying what was done, or None when the data was already in place.
 
-    if all(os.path.isdir(os.path.join(config.data_dir, name)) for name in digits.SPLIT_NAMES):
-        return False
-    digits.write_splits(config.data_dir, seed=config.data_seed)
-    return True
+    Raises:
+        IngestError: If the user's files are not acceptable; nothing is written then.
+    """
+    from models.data import digits, ingest
+
+    if config.data_path:
+        span = ingest.add_span(
+            config.data_path,
+            config.data_dir,
+            (*digits.PIXEL_KEYS, digits.LABEL_KEY),
+            lambda rows, folder: digits.write_splits(
+                folder, seed=config.data_seed, arrays=(rows[:, :-1], rows[:, -1])
+            ),
+        )
+        if not span.added:
+            return f"{config.data_path} holds the rows of span {span.number}: no new span"
+        return f"ingested {span.rows} rows from {config.data_path} as span {span.number}"
+    if ingest.span_numbers(config.data_dir):
+        return None
+    digits.write_splits(ingest.span_dir(config.data_dir, 0), seed=config.data_seed)
+    return f"wrote the embedded {config.pipeline} data to {config.data_dir} as span 0"
 
 
 def _check_hyperparameters(config: PipelineConfig) -> None:
@@ -119,6 +135,11 @@ def run_pipeline(config: PipelineConfig, progress: Progress = print) -> RunSumma
     Returns:
         The run's summary (also written to `<home>/runs/<run_id>/summary.json`).
     """
+    prepared = prepare_data(config)
+    if prepared:
+        progress(f"  {prepared}")
+    _check_hyperparameters(config)
+
     from tfx.dsl.compiler import compiler
     from tfx.dsl.compiler import constants as compiler_constants
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
@@ -126,9 +147,6 @@ def run_pipeline(config: PipelineConfig, progress: Progress = print) -> RunSumma
 
     from pipelines.digits import create_pipeline
 
-    _check_hyperparameters(config)
-    if prepare_data(config):
-        progress(f"  wrote the embedded {config.pipeline} data to {config.data_dir}")
     summary = RunSummary(
         pipeline=config.pipeline_name,
         model_family=config.trainer.family,

@@ -50,9 +50,10 @@ if [ ! -x "$venv/bin/python" ] \
 fi
 
 echo "setup: installing $lock into $venv (no dependency resolving; several minutes on a cold cache)"
-# wheel first, so the few source-only packages build as wheels rather than by 'setup.py install'.
+# wheel (and packaging, which it imports) first, so the few source-only packages build as
+# wheels rather than by the deprecated 'setup.py install'.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-  "$(grep -E '^wheel==' "$lock")"
+  "$(grep -E '^wheel==' "$lock")" "$(grep -E '^packaging==' "$lock")"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$lock"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 "$venv/bin/python" -m pip check

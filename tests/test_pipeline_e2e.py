@@ -1,12 +1,16 @@
 """The digits pipeline end to end on LocalDagRunner, with a small budget.
 
-One home goes through three runs in order: a cold run, an unchanged re-run (served from cache),
-and a run on corrupted data (stopped before training, nothing lost).
+One home goes through, in order: a cold run on the embedded data, an unchanged re-run (served
+from cache), a run on the user's own CSV (a new span), a malformed CSV (refused at ingestion),
+and a CSV with an out-of-range pixel (stopped by the schema gate before training). Nothing
+stored by earlier runs is lost.
 """
 
+import contextlib
+import dataclasses
+import io
 import json
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -24,38 +28,89 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TRAINING_STAGES = ("Transform", "Tuner", "Trainer")
 
 
-@dataclass
+@dataclasses.dataclass
 class Runs:
     config: PipelineConfig
     cold: RunSummary
     warm: RunSummary
-    corrupted: RunSummary
+    user_data: RunSummary
+    malformed_exit_code: int
+    malformed_error: str
+    runs_before_malformed: int
+    runs_after_malformed: int
+    spans_after_malformed: list[str]
     versions_before_corruption: list[str]
+    corrupted: RunSummary
 
 
-def _corrupt_one_pixel(config: PipelineConfig) -> None:
-    path = os.path.join(config.data_dir, "train", "digits.csv")
-    pixels, labels = digits.read_csv(path)
-    pixels[5, 17] = 99
-    digits.write_csv(path, pixels, labels)
+def _user_csv(path: str, *, corrupt: bool) -> str:
+    """The embedded data as a user would bring it: label first, rows in another order."""
+    pixels, labels = digits.load_digits_arrays()
+    order = np.random.default_rng(1).permutation(len(labels))
+    pixels, labels = pixels[order], labels[order]
+    if corrupt:
+        pixels[5, 17] = 99
+    with open(path, "w") as handle:
+        handle.write(",".join([digits.LABEL_KEY, *digits.PIXEL_KEYS]) + "\n")
+        for row, label in zip(pixels, labels, strict=True):
+            handle.write(",".join(str(value) for value in [label, *row]) + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Runs:
+    folder = tmp_path_factory.mktemp("e2e")
     config = PipelineConfig(
-        home=str(tmp_path_factory.mktemp("home")),
+        home=str(folder / "home"),
         train_steps=200,
         tuner_steps_per_epoch=5,
-        trainer=TrainerSettings(family="cnn", epochs=4, max_trials=2, tuner_epochs=1),
+        # The optimizer is fixed so that two one-epoch trials cannot pick a diverging one.
+        trainer=TrainerSettings(
+            family="cnn",
+            epochs=4,
+            max_trials=2,
+            tuner_epochs=1,
+            hyperparameters={"optimizer": "adam", "learning_rate": 0.003},
+        ),
         evaluation=EvaluationConfig(min_accuracy=0.5, max_accuracy_drop=0.5),
     )
-    cold = run_pipeline(config, progress=lambda line: None)
-    warm = run_pipeline(config, progress=lambda line: None)
-    assert cold.status == "complete", cold.error
+
+    def run(data_path: str = "") -> RunSummary:
+        return run_pipeline(dataclasses.replace(config, data_path=data_path), lambda line: None)
+
+    cold = run()
+    warm = run()
+    user_data = run(_user_csv(str(folder / "mine.csv"), corrupt=False))
+
+    def count_runs() -> int:
+        return len(metadata.list_runs(metadata.open_store(config.metadata_path)))
+
+    runs_before_malformed = count_runs()
+    malformed = folder / "malformed.csv"
+    malformed.write_text(",".join(digits.PIXEL_KEYS) + "\n" + ",".join(["1"] * 64) + "\n")
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        malformed_exit_code = cli.main(
+            ["run", "digits", "--home", config.home, "--data", str(malformed)]
+        )
+    runs_after_malformed = count_runs()
+    spans_after_malformed = sorted(os.listdir(config.data_dir))
+
     versions = sorted(os.listdir(config.serving_dir))
-    _corrupt_one_pixel(config)
-    corrupted = run_pipeline(config, progress=lambda line: None)
-    return Runs(config, cold, warm, corrupted, versions)
+    corrupted = run(_user_csv(str(folder / "bad.csv"), corrupt=True))
+    return Runs(
+        config=config,
+        cold=cold,
+        warm=warm,
+        user_data=user_data,
+        malformed_exit_code=malformed_exit_code,
+        malformed_error=errors.getvalue(),
+        runs_before_malformed=runs_before_malformed,
+        runs_after_malformed=runs_after_malformed,
+        spans_after_malformed=spans_after_malformed,
+        versions_before_corruption=versions,
+        corrupted=corrupted,
+    )
 
 
 def test_cold_run_completes_blessed_and_pushed(runs):
@@ -94,7 +149,8 @@ def test_summary_file_records_the_run(runs):
 
 
 def test_pushed_model_serves_both_signatures_with_the_evaluated_accuracy(runs):
-    pixels, labels = digits.read_csv(os.path.join(runs.config.data_dir, "test", "digits.csv"))
+    test_csv = os.path.join(runs.config.data_dir, "span-0", "test", "digits.csv")
+    pixels, labels = digits.read_csv(test_csv)
     loaded = tf.saved_model.load(runs.cold.pushed_path)
     from_examples = loaded.signatures[export.DEFAULT_SIGNATURE](
         examples=tf.constant(fixtures.raw_examples(pixels))
@@ -141,24 +197,51 @@ def test_unchanged_rerun_is_served_from_cache_and_pushes_nothing_new(runs):
     for node_id in ("CsvExampleGen", "StatisticsGen", "ExampleValidator", *TRAINING_STAGES):
         assert runs.warm.stage_states[node_id] == "cached"
     assert runs.warm.pushed_version == runs.cold.pushed_version
-    assert runs.versions_before_corruption == [runs.cold.pushed_version]
     assert runs.warm.metrics == runs.cold.metrics
+
+
+def _example_gen_span(runs, run_id) -> int:
+    store = metadata.open_store(runs.config.metadata_path)
+    stages = {stage.node_id: stage for stage in metadata.get_run(store, run_id).stages}
+    (examples,) = metadata.output_artifacts(store, stages["CsvExampleGen"].execution_id)["examples"]
+    return metadata.custom_property(examples, "span")
+
+
+def test_users_csv_becomes_a_new_span_that_the_pipeline_trains_on(runs):
+    assert runs.user_data.status == "complete", runs.user_data.error
+    assert _example_gen_span(runs, runs.cold.run_id) == 0
+    assert _example_gen_span(runs, runs.user_data.run_id) == 1
+    for node_id in ("CsvExampleGen", *TRAINING_STAGES):
+        assert runs.user_data.stage_states[node_id] == "complete"
+    assert runs.user_data.pushed
+    assert int(runs.user_data.pushed_version) > int(runs.cold.pushed_version)
+
+
+def test_malformed_csv_is_refused_before_anything_runs(runs):
+    assert runs.malformed_exit_code == 2
+    assert "malformed.csv, line 1: the header has missing column(s) label" in runs.malformed_error
+    assert len(runs.malformed_error.strip().splitlines()) == 1
+    assert runs.runs_after_malformed == runs.runs_before_malformed
+    assert runs.spans_after_malformed == ["span-0", "span-1"]
 
 
 def test_corrupted_data_stops_before_training_and_keeps_what_was_stored(runs):
     assert runs.corrupted.status == "failed"
     assert runs.corrupted.stage_states["AnomalyGate"] == "failed"
     assert not set(TRAINING_STAGES) & set(runs.corrupted.stage_states)
-    assert "split 'train', feature 'pixel_17'" in runs.corrupted.error
-    assert "Out-of-range values" in runs.corrupted.error
+    assert "feature 'pixel_17': Out-of-range values" in runs.corrupted.error
     assert not runs.corrupted.pushed
     assert sorted(os.listdir(runs.config.serving_dir)) == runs.versions_before_corruption
+    assert runs.versions_before_corruption == sorted(
+        [runs.cold.pushed_version, runs.user_data.pushed_version]
+    )
 
 
 def test_runs_command_lists_every_run_newest_first(runs, capsys):
     assert cli.main(["runs", "--home", runs.config.home]) == 0
     lines = capsys.readouterr().out.splitlines()
     run_ids = [line.split()[0] for line in lines[1:]]
-    assert run_ids == [runs.corrupted.run_id, runs.warm.run_id, runs.cold.run_id]
+    expected = [runs.corrupted.run_id, runs.user_data.run_id, runs.warm.run_id, runs.cold.run_id]
+    assert run_ids == expected
     assert "failed" in lines[1]
-    assert lines[3].rstrip().endswith(runs.cold.pushed_version)
+    assert lines[4].rstrip().endswith(runs.cold.pushed_version)
