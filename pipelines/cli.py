@@ -50,6 +50,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true", help="show TFX, Beam and TF logs")
 
+    compile_command = commands.add_parser(
+        "compile", help="compile a pipeline for Kubeflow Pipelines v2 or Vertex AI Pipelines"
+    )
+    compile_command.add_argument("pipeline", help=f"one of {list(config_lib.PIPELINES)}")
+    compile_command.add_argument("--target", required=True, choices=["kubeflow", "vertex"])
+    compile_command.add_argument("-o", "--output", required=True, help="JSON file to write")
+    compile_command.add_argument("--image", required=True, help="container image of the steps")
+    compile_command.add_argument(
+        "--pipeline-root", required=True, help="URI for the steps' artifacts, e.g. gs://b/root"
+    )
+    compile_command.add_argument(
+        "--home", required=True, help="remote dlforge home (data, schema, pushed models) URI"
+    )
+    compile_command.add_argument("--model", help="model family (default: cnn)")
+    compile_command.add_argument("--config", help="TOML config file (see configs/)")
+    compile_command.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
+
     runs = commands.add_parser("runs", help="list past runs from ML Metadata, newest first")
     runs.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
     return parser
@@ -61,10 +78,10 @@ def _home(flag: str | None) -> str:
 
 def _run_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     overrides: dict = {"pipeline": args.pipeline, "home": _home(args.home)}
+    if getattr(args, "data", None) is not None:
+        overrides["data_path"] = args.data
     if args.tune is not None:
         overrides["tune"] = args.tune
-    if args.data is not None:
-        overrides["data_path"] = args.data
     if args.model is not None:
         overrides["trainer"] = {"family": args.model}
     return config_lib.load(args.config, overrides)
@@ -115,6 +132,29 @@ def _command_run(args: argparse.Namespace) -> int:
     return 0 if summary.status == "complete" else 1
 
 
+def _command_compile(args: argparse.Namespace) -> int:
+    config = _run_config(args)
+    console.configure_logs(verbose=False)
+    from pipelines.kubeflow import compile_pipeline
+
+    try:
+        document = compile_pipeline(
+            config,
+            target=args.target,
+            output_path=args.output,
+            image=args.image,
+            pipeline_root=args.pipeline_root,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from error
+    spec = document.get("pipelineSpec", document)
+    print(
+        f"dlforge: compiled {spec['pipelineInfo']['name']} for {args.target} "
+        f"({len(spec['root']['dag']['tasks'])} tasks) to {args.output}"
+    )
+    return 0
+
+
 def _command_runs(args: argparse.Namespace) -> int:
     from pipelines import metadata
     from pipelines.local_run import read_summary
@@ -155,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
         args = _parser().parse_args(argv)
-        commands = {"run": _command_run, "runs": _command_runs}
+        commands = {"run": _command_run, "compile": _command_compile, "runs": _command_runs}
         return commands[args.command](args)
     except (UsageError, ConfigError, IngestError) as error:
         print(f"dlforge: error: {error}", file=sys.stderr)

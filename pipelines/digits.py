@@ -59,19 +59,35 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def create_pipeline(config: PipelineConfig, schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URI (gs://, s3://) is kept, abspath would mangle it."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    schema_file: str = SCHEMA_FILE,
+    *,
+    pipeline_name: str | None = None,
+    pipeline_root: str | None = None,
+    local_metadata: bool = True,
+) -> tfx.dsl.Pipeline:
     """Builds the digits pipeline: ingest -> validate -> transform -> tune -> train -> evaluate
     -> push.
 
     Args:
         config: The run's configuration.
         schema_file: Curated schema of the raw data.
+        pipeline_name: Defaults to `config.pipeline_name`; Kubeflow needs [a-z0-9-] names.
+        pipeline_root: Defaults to `config.pipeline_root`.
+        local_metadata: Whether ML Metadata is SQLite at `config.metadata_path` (whose folder is
+            created now); False for orchestrators that bring their own.
 
     Returns:
-        The TFX pipeline, with ML Metadata in `config.metadata_path` and caching on.
+        The TFX pipeline, with caching on.
     """
     example_gen = tfx.components.CsvExampleGen(
-        input_base=os.path.abspath(config.data_dir),
+        input_base=_absolute(config.data_dir),
         input_config=tfx.proto.Input(
             splits=[
                 tfx.proto.Input.Split(name=name, pattern=f"{ingest.SPAN_PREFIX}{{SPAN}}/{name}/*")
@@ -142,19 +158,23 @@ def create_pipeline(config: PipelineConfig, schema_file: str = SCHEMA_FILE) -> t
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.abspath(config.serving_dir)
+                base_directory=_absolute(config.serving_dir)
             )
         ),
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
     )
     components += [trainer, baseline_resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name,
-        pipeline_root=os.path.abspath(config.pipeline_root),
+        pipeline_name=pipeline_name or config.pipeline_name,
+        pipeline_root=_absolute(pipeline_root or config.pipeline_root),
         components=components,
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.abspath(config.metadata_path)
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                os.path.abspath(config.metadata_path)
+            )
+            if local_metadata
+            else None
         ),
         beam_pipeline_args=list(config.beam_args),
     )

@@ -6,12 +6,12 @@ import datetime
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from models.files import write_json_atomically
 from pipelines import metadata
 from pipelines.config import ConfigError, PipelineConfig
 
@@ -231,11 +231,8 @@ def write_summary(summary: RunSummary, runs_dir: str) -> str:
     """Writes `summary.json` for the run atomically and returns its path."""
     directory = os.path.join(runs_dir, summary.run_id)
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".summary-", suffix=".json", dir=directory)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(asdict(summary), stream, indent=1)
     path = os.path.join(directory, "summary.json")
-    os.replace(temporary, path)
+    write_json_atomically(path, asdict(summary))
     return path
 
 

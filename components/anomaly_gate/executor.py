@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from models.files import write_json_atomically
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 REPORT_FILE = "report.json"
@@ -95,14 +96,10 @@ def run_gate(split_dirs: Mapping[str, str], report_dir: str) -> None:
     """
     findings = read_findings(split_dirs)
     os.makedirs(report_dir, exist_ok=True)
-    temporary = os.path.join(report_dir, f".{REPORT_FILE}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(
-            {"passed": not findings, "findings": [asdict(item) for item in findings]},
-            handle,
-            indent=1,
-        )
-    os.replace(temporary, os.path.join(report_dir, REPORT_FILE))
+    write_json_atomically(
+        os.path.join(report_dir, REPORT_FILE),
+        {"passed": not findings, "findings": [asdict(item) for item in findings]},
+    )
     if findings:
         raise DataValidationError(
             f"Data validation failed: {len(findings)} anomal"
