@@ -109,7 +109,7 @@ def _print_summary(summary) -> None:
 
 
 def _command_run(args: argparse.Namespace) -> int:
-    from pipelines.local_run import prepare_data
+    from pipelines.local_run import prepare_data, run_pipeline
 
     config = _run_config(args)
     # Ingest first: a bad file is reported before TensorFlow is imported. The run then reads
@@ -117,8 +117,6 @@ def _command_run(args: argparse.Namespace) -> int:
     prepared = prepare_data(config)
     config = dataclasses.replace(config, data_path="")
     console.configure_logs(args.verbose)
-    from pipelines.local_run import run_pipeline
-
     print(
         f"dlforge: running {config.pipeline_name} "
         f"({'with' if config.tune else 'without'} tuning) in {config.home}"
