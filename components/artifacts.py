@@ -9,3 +9,9 @@ class ValidationReport(Artifact):
     """The verdict of a data gate: `report.json` under the artifact's URI."""
 
     TYPE_NAME = "dlforge.ValidationReport"
+
+
+class TFLiteModel(Artifact):
+    """A device model: `model.tflite`, `metadata.json` and `report.json` under the URI."""
+
+    TYPE_NAME = "dlforge.TFLiteModel"

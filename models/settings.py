@@ -14,6 +14,7 @@ from models import registry, tasks
 # trials, and KerasTuner's Hyperband oracle has no max_trials (None), so the Tuner stage fails.
 TUNER_ALGORITHMS = ("bayesian", "random")
 STRATEGIES = ("mirrored", "one_device")
+COMPRESSION_RECIPES = ("float", "dynamic_range", "float16", "int8")
 # Key of the settings in the Tuner's and Trainer's custom_config.
 SETTINGS_KEY = "trainer_settings"
 
@@ -85,6 +86,39 @@ class TrainerSettings:
                 f"Expected trainer settings among {sorted(known)}, received {unknown}."
             )
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    """How the device (TFLite) model is made and when it is blessed.
+
+    Attributes:
+        recipes: TFLite conversions to try, among `COMPRESSION_RECIPES`.
+        accuracy_budget: Largest accuracy drop on the test split, against the SavedModel, that
+            a device model may have (absolute: 0.01 is one point).
+        representative_examples: Train rows that calibrate the int8 recipe.
+    """
+
+    recipes: tuple[str, ...] = COMPRESSION_RECIPES
+    accuracy_budget: float = 0.01
+    representative_examples: int = 200
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if not isinstance(self.recipes, (list, tuple)):
+            raise ValueError(f"Expected recipes to be a list, received {self.recipes!r}.")
+        object.__setattr__(self, "recipes", tuple(self.recipes))  # TOML gives a list.
+        unknown = [recipe for recipe in self.recipes if recipe not in COMPRESSION_RECIPES]
+        if not self.recipes or unknown:
+            raise ValueError(
+                f"Expected recipes among {list(COMPRESSION_RECIPES)}, received "
+                f"{list(self.recipes)}."
+            )
+        if not 0 <= self.accuracy_budget <= 1 or self.representative_examples < 1:
+            raise ValueError(
+                "Expected accuracy_budget in [0, 1] and representative_examples >= 1, received "
+                f"{self.accuracy_budget} and {self.representative_examples}."
+            )
 
 
 _SIMPLE_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}

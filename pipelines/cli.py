@@ -106,6 +106,14 @@ def _print_summary(summary) -> None:
             print(f"  pushed: {summary.pushed_path} (version {summary.pushed_version})")
         else:
             print("  pushed: no")
+        device = summary.device_model
+        if device.get("chosen"):
+            print(
+                f"  device model: {device['chosen']} TFLite, {device['size_bytes'] / 1024:.0f} KB, "
+                f"test accuracy {device['accuracy']:.4f}"
+            )
+        if device.get("pushed_path"):
+            print(f"  pushed to devices: {device['pushed_path']}")
 
 
 def _command_run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.settings import TrainerSettings, check_field_types
+from models.settings import CompressionSettings, TrainerSettings, check_field_types
 
 PIPELINES = ("digits",)
 DEFAULT_HOME = "dlforge_home"
@@ -56,6 +56,7 @@ class PipelineConfig:
         beam_args: Apache Beam pipeline arguments of the Beam-based stages.
         trainer: Model family, search and training settings.
         evaluation: Blessing thresholds.
+        compression: How the device (TFLite) model is made and blessed.
     """
 
     pipeline: str = "digits"
@@ -68,6 +69,7 @@ class PipelineConfig:
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    compression: CompressionSettings = field(default_factory=CompressionSettings)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -108,6 +110,10 @@ class PipelineConfig:
         return os.path.join(self.home, "serving", self.model_name)
 
     @property
+    def tflite_dir(self) -> str:
+        return os.path.join(self.home, "tflite", self.model_name)
+
+    @property
     def runs_dir(self) -> str:
         return os.path.join(self.home, "runs")
 
@@ -133,7 +139,12 @@ def from_mapping(values: Mapping[str, Any], where: str = "config") -> PipelineCo
     """
     values = dict(values)
     sections = {}
-    for name, cls in (("trainer", TrainerSettings), ("evaluation", EvaluationConfig)):
+    sections_types = (
+        ("trainer", TrainerSettings),
+        ("evaluation", EvaluationConfig),
+        ("compression", CompressionSettings),
+    )
+    for name, cls in sections_types:
         table = values.pop(name, {})
         if not isinstance(table, Mapping):
             raise ConfigError(f"Expected [{name}] in {where} to be a table, received {table!r}.")

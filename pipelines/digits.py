@@ -9,7 +9,9 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
+from components.compressor.component import Compressor
 from components.pusher import executor as pusher_executor
+from components.tflite_pusher.component import TFLitePusher
 from models.data import digits, ingest
 from models.settings import SETTINGS_KEY
 from pipelines.config import PipelineConfig
@@ -73,7 +75,7 @@ def create_pipeline(
     local_metadata: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the digits pipeline: ingest -> validate -> transform -> tune -> train -> evaluate
-    -> push.
+    -> push the SavedModel; compress -> push the TFLite model.
 
     Args:
         config: The run's configuration.
@@ -163,7 +165,21 @@ def create_pipeline(
         ),
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
     )
-    components += [trainer, baseline_resolver, evaluator, pusher]
+    compressor = Compressor(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        task=config.trainer.task,
+        recipes=",".join(config.compression.recipes),
+        accuracy_budget=config.compression.accuracy_budget,
+        representative_examples=config.compression.representative_examples,
+    )
+    tflite_pusher = TFLitePusher(
+        device_model=compressor.outputs["device_model"],
+        device_blessing=compressor.outputs["device_blessing"],
+        base_directory=_absolute(config.tflite_dir),
+    )
+    components += [trainer, baseline_resolver, evaluator, pusher, compressor, tflite_pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name or config.pipeline_name,
         pipeline_root=_absolute(pipeline_root or config.pipeline_root),

@@ -38,6 +38,7 @@ class RunSummary:
     pushed: bool = False
     pushed_path: str = ""
     pushed_version: str = ""
+    device_model: dict = field(default_factory=dict)
 
 
 def new_run_id(pipeline_name: str) -> str:
@@ -187,6 +188,22 @@ def _fill_from_metadata(summary: RunSummary, config: PipelineConfig) -> None:
             summary.pushed = bool(metadata.custom_property(pushed_model, "pushed"))
             summary.pushed_path = metadata.custom_property(pushed_model, "pushed_destination") or ""
             summary.pushed_version = metadata.custom_property(pushed_model, "pushed_version") or ""
+        if stage.node_id == "Compressor" and stage.state in ("complete", "cached"):
+            (device_model,) = outputs["device_model"]
+            report_path = os.path.join(device_model.uri, "report.json")
+            if os.path.exists(report_path):
+                with open(report_path) as handle:
+                    report = json.load(handle)
+                chosen = [
+                    item for item in report["candidates"] if item["recipe"] == report["chosen"]
+                ]
+                summary.device_model = {**(chosen[0] if chosen else {}), "chosen": report["chosen"]}
+        if stage.node_id == "TFLitePusher" and stage.state in ("complete", "cached"):
+            (pushed_model,) = outputs["pushed_model"]
+            if metadata.custom_property(pushed_model, "pushed"):
+                summary.device_model["pushed_path"] = metadata.custom_property(
+                    pushed_model, "pushed_destination"
+                )
 
 
 def _read_evaluation(summary: RunSummary, outputs: dict[str, list]) -> None:

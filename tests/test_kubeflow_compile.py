@@ -37,6 +37,8 @@ UPSTREAM = {
     "latest_blessed_model-model-resolver": {"latest_blessed_model-model-blessing-resolver"},
     "Evaluator": {"CsvExampleGen", "Trainer", "latest_blessed_model-model-resolver"},
     "Pusher": {"Trainer", "Evaluator"},
+    "Compressor": {"Trainer", "Evaluator", "CsvExampleGen"},
+    "TFLitePusher": {"Compressor"},
 }
 TRAINER = TrainerSettings(family="mlp", batch_size=32, max_trials=3, hyperparameters={"units": 64})
 
@@ -231,7 +233,7 @@ def test_compile_command_writes_the_file_and_reports_bad_locations(tmp_path, cap
     common = ["compile", "digits", "--target", "vertex", "-o", str(output), "--image", "img:1"]
     remote = ["--pipeline-root", "gs://bucket/root", "--home", "gs://bucket/home"]
     assert cli.main([*common, *remote, "--model", "mlp"]) == 0
-    assert "compiled digits-mlp for vertex (12 tasks)" in capsys.readouterr().out
+    assert "compiled digits-mlp for vertex (14 tasks)" in capsys.readouterr().out
     assert json.loads(output.read_text())["runtimeConfig"]["gcsOutputDirectory"] == (
         "gs://bucket/root"
     )

@@ -245,3 +245,28 @@ def test_runs_command_lists_every_run_newest_first(runs, capsys):
     assert run_ids == expected
     assert "failed" in lines[1]
     assert lines[4].rstrip().endswith(runs.cold.pushed_version)
+
+
+def test_a_device_model_within_budget_is_pushed_with_its_metadata(runs):
+    device = runs.cold.device_model
+    assert device["chosen"] in ("float", "dynamic_range", "float16", "int8")
+    assert device["accuracy"] >= runs.cold.metrics["test_accuracy"] - 0.01
+    folder = device["pushed_path"]
+    assert os.path.dirname(folder) == runs.config.tflite_dir
+    with open(os.path.join(folder, "metadata.json")) as handle:
+        metadata = json.load(handle)
+    with open(os.path.join(folder, "model.tflite"), "rb") as handle:
+        model = handle.read()
+    assert len(model) == metadata["size_bytes"] == device["size_bytes"]
+    assert metadata["version"] == os.path.basename(folder)
+    assert metadata["labels"] == [str(label) for label in range(10)]
+
+    test_csv = os.path.join(runs.config.data_dir, "span-0", "test", "digits.csv")
+    pixels, labels = digits.read_csv(test_csv)
+    runner = tf.lite.Interpreter(model_content=model).get_signature_runner("serving_dense")
+    class_ids = runner(inputs=pixels.astype(np.float32))["class_ids"]
+    assert float(np.mean(class_ids == labels)) == pytest.approx(metadata["accuracy"], abs=1e-4)
+
+
+def test_unchanged_rerun_pushes_no_new_device_model(runs):
+    assert runs.warm.device_model["pushed_path"] == runs.cold.device_model["pushed_path"]

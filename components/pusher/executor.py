@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,10 @@ def existing_versions(base_directory: str) -> list[int]:
     return sorted(int(name) for name in os.listdir(base_directory) if name.isdigit())
 
 
-def find_pushed(base_directory: str, source_uri: str) -> Push | None:
+def find_pushed(base_directory: str, source_uri: str, record: str = PUSH_RECORD) -> Push | None:
     """The version that already holds the model from `source_uri`, if any."""
     for version in reversed(existing_versions(base_directory)):
-        record_path = os.path.join(base_directory, str(version), PUSH_RECORD)
+        record_path = os.path.join(base_directory, str(version), record)
         if os.path.exists(record_path):
             with open(record_path) as handle:
                 if json.load(handle).get("source_uri") == source_uri:
@@ -53,11 +54,53 @@ def find_pushed(base_directory: str, source_uri: str) -> Push | None:
     return None
 
 
-def push_model(model_dir: str, base_directory: str, source_uri: str) -> Push:
-    """Publishes `model_dir` as the next version under `base_directory`.
+def publish_version(
+    base_directory: str,
+    source_uri: str,
+    fill: Callable[[str, str], None],
+    record: str = PUSH_RECORD,
+) -> Push:
+    """Publishes the next version folder under `base_directory` with one rename.
 
     The version is the current Unix time in seconds, or one more than the newest existing
-    version if that is not newer, so versions always increase.
+    version if that is not newer, so versions always increase. `fill` writes the
+    content into a hidden staging folder beside the versions (it is given the folder and
+    the version); the push record (the source URI)
+    is written at `record` inside it; then the folder is renamed to the version.
+
+    Args:
+        base_directory: The model's base path, `<...>/<model_name>`.
+        source_uri: URI of the pushed artifact, recorded to recognise a repeated push.
+        fill: `fill(folder, version)` writes the version's files into `folder`.
+        record: Path of the push record inside the version folder.
+
+    Returns:
+        The version, its folder, and whether anything was written (False when the same source
+        was pushed before).
+    """
+    already = find_pushed(base_directory, source_uri, record)
+    if already is not None:
+        return already
+    os.makedirs(base_directory, exist_ok=True)
+    versions = existing_versions(base_directory)
+    version = str(max(int(time.time()), versions[-1] + 1 if versions else 0))
+    staging = tempfile.mkdtemp(prefix=f".staging-{version}-", dir=base_directory)
+    try:
+        fill(staging, version)
+        os.makedirs(os.path.dirname(os.path.join(staging, record)), exist_ok=True)
+        with open(os.path.join(staging, record), "w") as handle:
+            json.dump({"source_uri": source_uri, "version": version}, handle)
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a model server must read it.
+        destination = os.path.join(base_directory, version)
+        os.rename(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Push(version=version, path=destination, copied=True)
+
+
+def push_model(model_dir: str, base_directory: str, source_uri: str) -> Push:
+    """Publishes the SavedModel in `model_dir` as the next version in TF Serving's layout.
 
     Args:
         model_dir: The SavedModel folder to publish.
@@ -72,24 +115,11 @@ def push_model(model_dir: str, base_directory: str, source_uri: str) -> Push:
     """
     if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
         raise ValueError(f"Expected a SavedModel in {model_dir}, found no saved_model.pb there.")
-    already = find_pushed(base_directory, source_uri)
-    if already is not None:
-        return already
-    os.makedirs(base_directory, exist_ok=True)
-    versions = existing_versions(base_directory)
-    version = str(max(int(time.time()), versions[-1] + 1 if versions else 0))
-    staging = tempfile.mkdtemp(prefix=f".staging-{version}-", dir=base_directory)
-    try:
-        shutil.copytree(model_dir, staging, dirs_exist_ok=True)
-        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
-        with open(os.path.join(staging, PUSH_RECORD), "w") as handle:
-            json.dump({"source_uri": source_uri, "version": version}, handle)
-        destination = os.path.join(base_directory, version)
-        os.rename(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return Push(version=version, path=destination, copied=True)
+    return publish_version(
+        base_directory,
+        source_uri,
+        lambda staging, _: shutil.copytree(model_dir, staging, dirs_exist_ok=True),
+    )
 
 
 class Executor(tfx_pusher_executor.Executor):

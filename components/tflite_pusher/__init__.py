@@ -1,0 +1,1 @@
+"""Pushes a blessed device model to `<base>/<version>/model.tflite`, atomically."""
