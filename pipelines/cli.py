@@ -67,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     compile_command.add_argument("--config", help="TOML config file (see configs/)")
     compile_command.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
 
+    edge = commands.add_parser("edge", help="run a pushed TFLite model as a device would")
+    edge_commands = edge.add_subparsers(dest="edge_command", required=True, parser_class=_Parser)
+    edge_predict = edge_commands.add_parser(
+        "predict", help="predict with a .tflite model (tflite-runtime and numpy only)"
+    )
+    edge_predict.add_argument("model", help="the .tflite file (metadata.json beside it is read)")
+    edge_predict.add_argument("--input", required=True, help=".npy, .csv or .json rows")
+
     runs = commands.add_parser("runs", help="list past runs from ML Metadata, newest first")
     runs.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
     return parser
@@ -161,6 +169,34 @@ def _command_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_edge(args: argparse.Namespace) -> int:
+    import json
+
+    from models import edge_runner
+
+    try:
+        model = edge_runner.EdgeModel.from_file(args.model)
+        outputs = model.predict(edge_runner.load_inputs(args.input))
+    except edge_runner.EdgeModelError as error:
+        raise UsageError(str(error)) from error
+    metadata_path = os.path.join(os.path.dirname(args.model), "metadata.json")
+    labels = None
+    if os.path.exists(metadata_path):
+        with open(metadata_path) as handle:
+            labels = json.load(handle).get("labels")
+    class_ids = outputs[edge_runner.CLASS_IDS]
+    probabilities = outputs.get(edge_runner.PROBABILITIES)
+    for row, class_id in enumerate(class_ids):
+        label = labels[class_id] if labels else str(class_id)
+        shown = (
+            f" (probability {probabilities[row, class_id]:.3f})"
+            if probabilities is not None
+            else ""
+        )
+        print(f"{row}: {label}{shown}")
+    return 0
+
+
 def _command_runs(args: argparse.Namespace) -> int:
     from pipelines import metadata
     from pipelines.local_run import read_summary
@@ -201,7 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
         args = _parser().parse_args(argv)
-        commands = {"run": _command_run, "compile": _command_compile, "runs": _command_runs}
+        commands = {
+            "run": _command_run,
+            "compile": _command_compile,
+            "edge": _command_edge,
+            "runs": _command_runs,
+        }
         return commands[args.command](args)
     except (UsageError, ConfigError, IngestError) as error:
         print(f"dlforge: error: {error}", file=sys.stderr)

@@ -139,3 +139,31 @@ def test_tflite_push_is_versioned_atomic_and_not_repeated(tmp_path):
 def test_tflite_push_without_a_model_names_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match=r"missing \['model.tflite', 'metadata.json'\]"):
         push_tflite(str(tmp_path), str(tmp_path / "out"))
+
+
+def test_edge_predict_command_prints_a_label_per_row(
+    saved_model_dir, digits_sample, tmp_path, capsys
+):
+    from pipelines import cli
+
+    pixels, _ = digits_sample
+    rows = pixels[:3].astype(np.float32)
+    (tmp_path / "model.tflite").write_bytes(executor.convert(saved_model_dir, "float", rows))
+    labels = [f"digit {label}" for label in range(10)]
+    (tmp_path / "metadata.json").write_text(json.dumps({"labels": labels}))
+    np.save(tmp_path / "rows.npy", rows)
+    expected = tf.saved_model.load(saved_model_dir).signatures["serving_dense"](
+        inputs=tf.constant(rows)
+    )["class_ids"]
+
+    command = ["edge", "predict", str(tmp_path / "model.tflite"), "--input"]
+    assert cli.main([*command, str(tmp_path / "rows.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        f"{row}: digit {class_id}" for row, class_id in enumerate(expected.numpy())
+    ]
+
+    np.save(tmp_path / "wide.npy", np.zeros((2, 65), np.float32))
+    assert cli.main([*command, str(tmp_path / "wide.npy")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("dlforge: error:") and "65" in error
