@@ -179,6 +179,11 @@ def _command_edge(args: argparse.Namespace) -> int:
         outputs = model.predict(edge_runner.load_inputs(args.input))
     except edge_runner.EdgeModelError as error:
         raise UsageError(str(error)) from error
+    if edge_runner.CLASS_IDS not in outputs:
+        raise UsageError(
+            f"{args.model}: expected a classifier with a {edge_runner.PROBABILITIES!r} or "
+            f"{edge_runner.CLASS_IDS!r} output, received outputs {sorted(outputs)}"
+        )
     metadata_path = os.path.join(os.path.dirname(args.model), "metadata.json")
     labels = None
     if os.path.exists(metadata_path):
