@@ -113,7 +113,7 @@ def test_dlforge_help_exits_zero_and_lists_the_commands():
     assert result.returncode == 0, result.stderr
     assert "run a pipeline locally" in result.stdout
     assert "list past runs" in result.stdout
-    assert "{run,compile,runs}" in result.stdout
+    assert "{run,compile,edge,runs}" in result.stdout
 
 
 def test_config_errors_are_reported_before_tensorflow_is_imported():
