@@ -178,32 +178,43 @@ def _fill_from_metadata(summary: RunSummary, config: PipelineConfig) -> None:
         run = metadata.get_run(store, summary.run_id)
     except KeyError:
         return
+    readers = {
+        "Evaluator": _read_evaluation,
+        "Pusher": _read_push,
+        "Compressor": _read_compression,
+        "TFLitePusher": _read_device_push,
+    }
     for stage in run.stages:
         summary.stage_states[stage.node_id] = stage.state
-        outputs = metadata.output_artifacts(store, stage.execution_id)
-        if stage.node_id == "Evaluator" and stage.state in ("complete", "cached"):
-            _read_evaluation(summary, outputs)
-        if stage.node_id == "Pusher" and stage.state in ("complete", "cached"):
-            (pushed_model,) = outputs["pushed_model"]
-            summary.pushed = bool(metadata.custom_property(pushed_model, "pushed"))
-            summary.pushed_path = metadata.custom_property(pushed_model, "pushed_destination") or ""
-            summary.pushed_version = metadata.custom_property(pushed_model, "pushed_version") or ""
-        if stage.node_id == "Compressor" and stage.state in ("complete", "cached"):
-            (device_model,) = outputs["device_model"]
-            report_path = os.path.join(device_model.uri, "report.json")
-            if os.path.exists(report_path):
-                with open(report_path) as handle:
-                    report = json.load(handle)
-                chosen = [
-                    item for item in report["candidates"] if item["recipe"] == report["chosen"]
-                ]
-                summary.device_model = {**(chosen[0] if chosen else {}), "chosen": report["chosen"]}
-        if stage.node_id == "TFLitePusher" and stage.state in ("complete", "cached"):
-            (pushed_model,) = outputs["pushed_model"]
-            if metadata.custom_property(pushed_model, "pushed"):
-                summary.device_model["pushed_path"] = metadata.custom_property(
-                    pushed_model, "pushed_destination"
-                )
+        if stage.node_id in readers and stage.state in ("complete", "cached"):
+            readers[stage.node_id](summary, metadata.output_artifacts(store, stage.execution_id))
+
+
+def _read_push(summary: RunSummary, outputs: dict[str, list]) -> None:
+    (pushed_model,) = outputs["pushed_model"]
+    summary.pushed = bool(metadata.custom_property(pushed_model, "pushed"))
+    summary.pushed_path = metadata.custom_property(pushed_model, "pushed_destination") or ""
+    summary.pushed_version = metadata.custom_property(pushed_model, "pushed_version") or ""
+
+
+def _read_compression(summary: RunSummary, outputs: dict[str, list]) -> None:
+    (device_model,) = outputs["device_model"]
+    # The Compressor's report.json; its module is not imported here because it imports TF.
+    report_path = os.path.join(device_model.uri, "report.json")
+    if not os.path.exists(report_path):  # the model was not blessed, so nothing was compressed
+        return
+    with open(report_path) as handle:
+        report = json.load(handle)
+    chosen = [item for item in report["candidates"] if item["recipe"] == report["chosen"]]
+    summary.device_model = {**(chosen[0] if chosen else {}), "chosen": report["chosen"]}
+
+
+def _read_device_push(summary: RunSummary, outputs: dict[str, list]) -> None:
+    (pushed_model,) = outputs["pushed_model"]
+    if metadata.custom_property(pushed_model, "pushed"):
+        summary.device_model["pushed_path"] = metadata.custom_property(
+            pushed_model, "pushed_destination"
+        )
 
 
 def _read_evaluation(summary: RunSummary, outputs: dict[str, list]) -> None:
