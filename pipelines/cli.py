@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -170,8 +171,6 @@ def _command_compile(args: argparse.Namespace) -> int:
 
 
 def _command_edge(args: argparse.Namespace) -> int:
-    import json
-
     from models import edge_runner
 
     try:
