@@ -1,17 +1,19 @@
 """Compressor: validate -> rewrite -> validate, from a blessed SavedModel to a device model."""
 
 # No `from __future__ import annotations`: TFX reads these annotations as types.
+import json
 import os
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
-from tfx.types.standard_artifacts import Examples, Model, ModelBlessing
+from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, TransformGraph
 from tfx.utils import path_utils
 
-from components.artifacts import TFLiteModel
+from components.artifacts import DeviceBlessing, TFLiteModel
 from components.compressor import executor
 from models import tasks
+from models.settings import CompressionSettings
 
 
 @component
@@ -19,35 +21,45 @@ def Compressor(  # noqa: N802 - TFX component names are classes.
     model: InputArtifact[Model],
     model_blessing: InputArtifact[ModelBlessing],
     examples: InputArtifact[Examples],
+    transformed_examples: InputArtifact[Examples],
+    transform_graph: InputArtifact[TransformGraph],
     device_model: OutputArtifact[TFLiteModel],
-    device_blessing: OutputArtifact[ModelBlessing],
+    device_blessing: OutputArtifact[DeviceBlessing],
     task: Parameter[str],
-    recipes: Parameter[str],
-    accuracy_budget: Parameter[float],
-    representative_examples: Parameter[int],
+    settings: Parameter[str],
+    batch_size: Parameter[int],
 ) -> None:
     if not model_blessing.get_int_custom_property("blessed"):
         device_blessing.set_int_custom_property("blessed", 0)
         return
     spec = tasks.get_task(task)
+    compression_settings = CompressionSettings.from_dict(json.loads(settings))
 
-    def split_rows(split):
-        pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
-        return executor.read_examples([pattern], spec.raw_feature_keys, spec.label_key)
+    def split_pattern(artifact, split):
+        return os.path.join(artifact_utils.get_split_uri([artifact], split), "*")
 
-    train_features, _ = split_rows("train")
-    test_features, test_labels = split_rows("test")
+    train_features, _ = executor.read_examples(
+        [split_pattern(examples, "train")], spec.raw_feature_keys, spec.label_key
+    )
+    test_features, test_labels = executor.read_examples(
+        [split_pattern(examples, "test")], spec.raw_feature_keys, spec.label_key
+    )
     report = executor.compress(
         path_utils.serving_model_path(model.uri),
-        representative=train_features[:representative_examples],
+        settings=compression_settings,
+        representative=train_features[: compression_settings.representative_examples],
         test_features=test_features,
         test_labels=test_labels,
-        recipes=[recipe.strip() for recipe in recipes.split(",") if recipe.strip()],
-        accuracy_budget=accuracy_budget,
         output_dir=device_model.uri,
         metadata={
             "labels": [str(label) for label in range(spec.num_classes)],
             "source_model_uri": model.uri,
         },
+        spec=spec,
+        training_data=executor.TrainingData(
+            transform_graph_dir=transform_graph.uri,
+            train_file_patterns=(split_pattern(transformed_examples, "train"),),
+            batch_size=batch_size,
+        ),
     )
     device_blessing.set_int_custom_property("blessed", int(report["chosen"] is not None))

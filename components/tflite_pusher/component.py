@@ -3,16 +3,16 @@
 # No `from __future__ import annotations`: TFX reads these annotations as types.
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types.standard_artifacts import ModelBlessing, PushedModel
+from tfx.types.standard_artifacts import PushedModel
 
-from components.artifacts import TFLiteModel
+from components.artifacts import DeviceBlessing, TFLiteModel
 from components.tflite_pusher import executor
 
 
 @component
 def TFLitePusher(  # noqa: N802 - TFX component names are classes.
     device_model: InputArtifact[TFLiteModel],
-    device_blessing: InputArtifact[ModelBlessing],
+    device_blessing: InputArtifact[DeviceBlessing],
     pushed_model: OutputArtifact[PushedModel],
     base_directory: Parameter[str],
 ) -> None:

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from components.compressor.executor import METADATA_FILE, MODEL_FILE
+from components.compressor.executor import METADATA_FILE, MODEL_FILE, ONNX_FILE
 from components.pusher.executor import Push, publish_version
 
 PUSH_RECORD = "push.json"
@@ -15,7 +15,8 @@ PUSH_RECORD = "push.json"
 def push_tflite(model_dir: str, base_directory: str) -> Push:
     """Publishes the device model in `model_dir` as the next version under `base_directory`.
 
-    `metadata.json` gains the version, so a device can tell which model it runs. A device model
+    `metadata.json` gains the version, so a device can tell which model it runs; `model.onnx`
+    (the SavedModel in ONNX, when the Compressor wrote one) goes along. A device model
     made from the same SavedModel with the same recipe as an earlier push is not pushed again.
 
     Raises:
@@ -35,7 +36,9 @@ def push_tflite(model_dir: str, base_directory: str) -> Push:
         metadata = json.load(handle)
 
     def fill(staging: str, version: str) -> None:
-        shutil.copyfile(os.path.join(model_dir, MODEL_FILE), os.path.join(staging, MODEL_FILE))
+        for name in (MODEL_FILE, ONNX_FILE):
+            if os.path.exists(os.path.join(model_dir, name)):
+                shutil.copyfile(os.path.join(model_dir, name), os.path.join(staging, name))
         metadata["version"] = version
         with open(os.path.join(staging, METADATA_FILE), "w") as handle:
             json.dump(metadata, handle, indent=1, sort_keys=True)
