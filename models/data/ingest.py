@@ -1,9 +1,11 @@
-"""Safe ingestion of a user's CSV files as a new span of a pipeline's raw data.
+"""Safe ingestion of a user's CSV or TFRecord files as a new span of a pipeline's raw data.
 
-Every file is read and checked in full before anything is written: UTF-8 text, a header with
-exactly the expected columns, the same number of values on every line, an integer in every
-cell. The first problem stops the ingestion with a message naming the file, the line and the
-column, what was expected and what was found. Range and distribution checks are left to the
+Every file is read and checked in full before anything is written. A CSV file: UTF-8 text, a
+header with exactly the expected columns, the same number of values on every line, an integer
+in every cell. A TFRecord file (gzipped or plain): readable records, each a tf.Example with
+exactly the expected features, each one int64 value. The first problem stops the ingestion with
+a message naming the file, the line or record, the column, what was expected and what was
+found. Range and distribution checks are left to the
 pipeline's schema gate, which sees every split.
 
 Accepted rows become the next span, `<data_dir>/span-<N>/`, split like the embedded data; the
@@ -13,7 +15,6 @@ pipeline's ExampleGen reads the latest span. Ingesting the same rows again adds 
 from __future__ import annotations
 
 import csv
-import glob
 import hashlib
 import io
 import json
@@ -59,22 +60,110 @@ def span_dir(data_dir: str, number: int) -> str:
     return os.path.join(data_dir, f"{SPAN_PREFIX}{number}")
 
 
-def find_csv_files(path: str) -> list[str]:
-    """The CSV files at `path`: the file itself, or the `*.csv` files of a folder, sorted.
+CSV_SUFFIXES = (".csv",)
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz")
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_data_file(path: str) -> bool:
+    return path.endswith(CSV_SUFFIXES + TFRECORD_SUFFIXES)
+
+
+def find_data_files(path: str) -> list[str]:
+    """The data files at `path`: the file itself, or the CSV and TFRecord files of a folder,
+    sorted.
 
     Raises:
-        IngestError: If the path does not exist, is not a .csv file, or is a folder without any.
+        IngestError: If the path does not exist, is not a data file, or is a folder without any.
     """
+    kinds = f"{', '.join(CSV_SUFFIXES + TFRECORD_SUFFIXES)} files"
     if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*.csv")))
+        files = sorted(
+            os.path.join(path, name)
+            for name in os.listdir(path)
+            if _is_data_file(name) and os.path.isfile(os.path.join(path, name))
+        )
         if not files:
-            raise IngestError(f"Expected .csv files in the folder {path}, found none.")
+            raise IngestError(f"Expected {kinds} in the folder {path}, found none.")
         return files
     if not os.path.exists(path):
-        raise IngestError(f"Expected a .csv file or a folder of them at {path}, found nothing.")
-    if not path.endswith(".csv"):
-        raise IngestError(f"Expected a .csv file, received {path}.")
+        raise IngestError(f"Expected one of {kinds} or a folder of them at {path}, found nothing.")
+    if not _is_data_file(path):
+        raise IngestError(f"Expected one of {kinds}, received {path}.")
     return [path]
+
+
+def read_tfrecord_rows(path: str, columns: Sequence[str]) -> np.ndarray:
+    """Reads a TFRecord file (gzipped or plain) of tf.Examples with exactly `columns`, each
+    holding one integer.
+
+    Args:
+        path: The TFRecord file; gzip is recognised by its first bytes, not by the name.
+        columns: The expected feature names; the result's columns are in this order.
+
+    Returns:
+        int64 array [records, len(columns)].
+
+    Raises:
+        IngestError: For a file that is not TFRecord (or is truncated), a record that is not a
+            tf.Example, an example with missing or unexpected features, a feature that is not
+            one int64 value, or a file with no records.
+    """
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == GZIP_MAGIC
+    records = tf.data.TFRecordDataset(path, compression_type="GZIP" if compressed else "")
+    rows = []
+    number = 0
+    try:
+        for number, serialized in enumerate(records.as_numpy_iterator(), start=1):
+            try:
+                example = tf.train.Example.FromString(serialized)
+            except DecodeError:
+                raise IngestError(
+                    f"{path}, record {number}: expected a serialized tf.Example, found "
+                    f"{len(serialized)} bytes that do not parse as one."
+                ) from None
+            rows.append(_example_row(path, number, example.features.feature, columns))
+    except tf.errors.OpError as error:
+        raise IngestError(
+            f"{path}, record {number + 1}: expected a {'gzipped ' if compressed else ''}TFRecord "
+            f"file, found data that does not read as one ({error.message.splitlines()[0]})."
+        ) from None
+    if not rows:
+        raise IngestError(f"{path}: the file holds no records; expected at least one.")
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _example_row(path: str, number: int, features, columns: Sequence[str]) -> list[int]:
+    missing = [name for name in columns if name not in features]
+    unexpected = sorted(name for name in features if name not in columns)
+    problems = []
+    if missing:
+        problems.append(f"missing feature(s) {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected feature(s) {', '.join(unexpected)}")
+    if problems:
+        raise IngestError(
+            f"{path}, record {number}: the example has {'; '.join(problems)}; expected exactly "
+            f"the features {', '.join(columns)}."
+        )
+    row = []
+    for name in columns:
+        kind = features[name].WhichOneof("kind")
+        values = list(getattr(features[name], kind).value) if kind else []
+        if kind != "int64_list" or len(values) != 1:
+            found = f"{len(values)} value(s) in a {kind or 'feature without a type'}"
+            if values:
+                found += f" {values[:3]}"
+            raise IngestError(
+                f"{path}, record {number}, feature {name!r}: expected one integer (int64_list "
+                f"with one value), found {found}."
+            )
+        row.append(values[0])
+    return row
 
 
 def read_csv_rows(path: str, columns: Sequence[str]) -> np.ndarray:
@@ -156,6 +245,26 @@ def _integer(path: str, line_number: int, column: str, value: str) -> int:
         ) from None
 
 
+def read_files(path: str, columns: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Reads and checks every data file at `path` (a file or a folder of them).
+
+    Returns:
+        The files read and their rows, int64 [rows, len(columns)] in `columns` order.
+
+    Raises:
+        IngestError: At the first file that is not acceptable.
+    """
+    files = find_data_files(path)
+    return files, np.concatenate(
+        [
+            read_csv_rows(file, columns)
+            if file.endswith(CSV_SUFFIXES)
+            else read_tfrecord_rows(file, columns)
+            for file in files
+        ]
+    )
+
+
 def rows_fingerprint(rows: np.ndarray) -> str:
     """A content hash of the rows, to recognise data that was ingested before."""
     return hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()
@@ -171,10 +280,10 @@ def read_source(data_dir: str, number: int) -> dict:
 
 
 def add_span(path: str, data_dir: str, columns: Sequence[str], write_span) -> Span:
-    """Checks the user's CSV files and adds their rows as the next span.
+    """Checks the user's CSV or TFRecord files and adds their rows as the next span.
 
     Args:
-        path: A .csv file or a folder of them.
+        path: A data file or a folder of them.
         data_dir: The pipeline's raw data folder (holding `span-<N>/`).
         columns: The expected columns.
         write_span: `write_span(rows, folder)` creates `folder` holding the rows' splits. It
@@ -186,8 +295,7 @@ def add_span(path: str, data_dir: str, columns: Sequence[str], write_span) -> Sp
     Raises:
         IngestError: If a file is not acceptable; nothing is written then.
     """
-    files = find_csv_files(path)
-    rows = np.concatenate([read_csv_rows(file, columns) for file in files])
+    files, rows = read_files(path, columns)
     fingerprint = rows_fingerprint(rows)
     numbers = span_numbers(data_dir)
     if numbers and read_source(data_dir, numbers[-1]).get("sha256") == fingerprint:

@@ -1,0 +1,1 @@
+"""Stops a run whose data drifted from the previous span or is skewed between its splits."""

@@ -1,0 +1,1 @@
+"""Validates each split of the examples with a Great Expectations suite."""
