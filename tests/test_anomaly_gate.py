@@ -7,6 +7,7 @@ ExampleValidator does.
 import json
 
 import pytest
+import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from components.anomaly_gate import executor
@@ -168,3 +169,54 @@ def test_read_findings_without_anomalies_file_raises_naming_the_split_and_path(t
 
     assert "split 'train'" in str(raised.value)
     assert str(empty_dir / "SchemaDiff.pb") in str(raised.value)
+
+
+# A compiled pipeline keeps its artifacts on an object store. TensorFlow's in-memory `ram://`
+# file system is such a store here: reached only through tf.io.gfile, with no os-level folders.
+def _write_anomalies_at(uri: str, anomalies: anomalies_pb2.Anomalies) -> str:
+    tf.io.gfile.makedirs(uri)
+    with tf.io.gfile.GFile(f"{uri}/SchemaDiff.pb", "wb") as handle:
+        handle.write(anomalies.SerializeToString())
+    return uri
+
+
+@pytest.fixture
+def store_uri(request) -> str:
+    uri = f"ram://anomaly_gate/{request.node.name}"
+    yield uri
+    for directory, _, names in tf.io.gfile.walk(uri):
+        for name in names:
+            tf.io.gfile.remove(f"{directory}/{name}")
+
+
+def test_run_gate_reads_and_reports_on_an_object_store(store_uri):
+    splits = {
+        name: _write_anomalies_at(f"{store_uri}/anomalies/Split-{name}", anomalies_pb2.Anomalies())
+        for name in ("train", "eval")
+    }
+
+    executor.run_gate(splits, f"{store_uri}/report")
+
+    with tf.io.gfile.GFile(f"{store_uri}/report/report.json") as handle:
+        assert json.load(handle) == {"passed": True, "findings": []}
+
+
+def test_run_gate_on_an_object_store_fails_on_an_anomaly_after_writing_the_report(store_uri):
+    anomalies = anomalies_pb2.Anomalies()
+    anomalies.anomaly_info["pixel_17"].CopyFrom(_big_int_anomaly())
+    splits = {"train": _write_anomalies_at(f"{store_uri}/anomalies/Split-train", anomalies)}
+
+    with pytest.raises(executor.DataValidationError, match="'pixel_17': Out-of-range values"):
+        executor.run_gate(splits, f"{store_uri}/report")
+
+    with tf.io.gfile.GFile(f"{store_uri}/report/report.json") as handle:
+        report = json.load(handle)
+    assert report["passed"] is False
+    assert [item["feature"] for item in report["findings"]] == ["pixel_17"]
+
+
+def test_read_findings_names_a_missing_anomalies_file_on_an_object_store(store_uri):
+    tf.io.gfile.makedirs(f"{store_uri}/Split-train")
+
+    with pytest.raises(FileNotFoundError, match=f"{store_uri}/Split-train/SchemaDiff.pb"):
+        executor.read_findings({"train": f"{store_uri}/Split-train"})

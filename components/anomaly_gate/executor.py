@@ -1,11 +1,19 @@
-"""Reads ExampleValidator's anomalies and turns any of them into a failed gate."""
+"""Reads ExampleValidator's anomalies and turns any of them into a failed gate.
+
+Paths may be local folders or object-store URIs (`gs://`, `s3://`): a compiled pipeline's
+artifacts live where its pipeline root is, so files are read and written through tf.io.gfile.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import posixpath
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from models.files import write_json_atomically
@@ -42,14 +50,14 @@ def read_findings(split_dirs: Mapping[str, str]) -> list[Finding]:
     """
     findings = []
     for split in sorted(split_dirs):
-        path = os.path.join(split_dirs[split], ANOMALIES_FILE)
-        if not os.path.exists(path):
+        path = _join(split_dirs[split], ANOMALIES_FILE)
+        if not tf.io.gfile.exists(path):
             raise FileNotFoundError(
                 f"Expected ExampleValidator's anomalies for split {split!r} at {path}, "
                 "found no file."
             )
         anomalies = anomalies_pb2.Anomalies()
-        with open(path, "rb") as handle:
+        with tf.io.gfile.GFile(path, "rb") as handle:
             anomalies.ParseFromString(handle.read())
         for feature in sorted(anomalies.anomaly_info):
             findings.extend(_findings(split, feature, anomalies.anomaly_info[feature]))
@@ -95,10 +103,8 @@ def run_gate(split_dirs: Mapping[str, str], report_dir: str) -> None:
             anomaly.
     """
     findings = read_findings(split_dirs)
-    os.makedirs(report_dir, exist_ok=True)
-    write_json_atomically(
-        os.path.join(report_dir, REPORT_FILE),
-        {"passed": not findings, "findings": [asdict(item) for item in findings]},
+    _write_report(
+        report_dir, {"passed": not findings, "findings": [asdict(item) for item in findings]}
     )
     if findings:
         raise DataValidationError(
@@ -106,3 +112,18 @@ def run_gate(split_dirs: Mapping[str, str], report_dir: str) -> None:
             f"{'y' if len(findings) == 1 else 'ies'} against the schema; the run stops "
             f"before training.\n{describe(findings)}"
         )
+
+
+def _join(folder: str, name: str) -> str:
+    return posixpath.join(folder, name) if "://" in folder else os.path.join(folder, name)
+
+
+def _write_report(report_dir: str, report: Mapping[str, Any]) -> None:
+    if "://" not in report_dir:
+        os.makedirs(report_dir, exist_ok=True)
+        write_json_atomically(os.path.join(report_dir, REPORT_FILE), report)
+        return
+    # An object store makes an object visible only once its upload is complete: no temp name.
+    tf.io.gfile.makedirs(report_dir)
+    with tf.io.gfile.GFile(_join(report_dir, REPORT_FILE), "w") as handle:
+        handle.write(json.dumps(report, indent=1, sort_keys=True) + "\n")
