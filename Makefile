@@ -9,6 +9,7 @@ run: setup
 	$(BIN)/dlforge run digits
 
 test: setup
+	scripts/setup-test-tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -69,11 +69,12 @@ class Run:
         return "complete"
 
 
-def _node_id(store, execution_id: int) -> tuple[str, str]:
+def node_id(store, execution_id: int) -> tuple[str, str]:
+    """(pipeline name, node id) of an execution, from its node context."""
     for context in store.get_contexts_by_execution(execution_id):
         if context.type == NODE_CONTEXT:
-            pipeline, _, node_id = context.name.partition(".")
-            return pipeline, node_id
+            pipeline, _, node = context.name.partition(".")
+            return pipeline, node
     return "", ""
 
 
@@ -81,13 +82,13 @@ def _run_from_context(store, context) -> Run:
     stages = []
     pipeline = ""
     for execution in sorted(store.get_executions_by_context(context.id), key=lambda item: item.id):
-        pipeline, node_id = _node_id(store, execution.id)
+        pipeline, node = node_id(store, execution.id)
         seconds = (
             execution.last_update_time_since_epoch - execution.create_time_since_epoch
         ) / 1000
         stages.append(
             Stage(
-                node_id=node_id,
+                node_id=node,
                 state=STATE_NAMES.get(execution.last_known_state, "unknown"),
                 seconds=seconds,
                 execution_id=execution.id,
@@ -118,6 +119,23 @@ def get_run(store, run_id: str) -> Run:
     if context is None:
         raise KeyError(f"No run {run_id!r} in the ML Metadata store.")
     return _run_from_context(store, context)
+
+
+def find_run(store, run_id: str | None) -> Run:
+    """The run `run_id`, or the latest run when `run_id` is None.
+
+    Raises:
+        LookupError: If the store has no run, or no run `run_id`; the message says which.
+    """
+    if run_id is None:
+        runs = list_runs(store)
+        if not runs:
+            raise LookupError("no runs yet: the ML Metadata store holds no run")
+        return runs[0]
+    try:
+        return get_run(store, run_id)
+    except KeyError:
+        raise LookupError(f"expected a run id from `dlforge runs`, received {run_id!r}") from None
 
 
 def output_artifacts(store, execution_id: int) -> dict[str, list]:
