@@ -6,9 +6,10 @@ import os
 from typing import Any, NamedTuple
 
 import keras_tuner
+import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import registry, tasks, training
+from models import registry, strategy, tasks, training
 from models.settings import SETTINGS_KEY, TrainerSettings
 from models.strategy import make_strategy
 
@@ -59,8 +60,14 @@ def run_fn(fn_args) -> None:
         train_steps=fn_args.train_steps,
         log_dir=os.path.join(fn_args.model_run_dir, "logs"),
     )
+    # Under MultiWorkerMirroredStrategy every worker saves; only the chief's copy is kept.
+    tf_config = strategy.check_tf_config(os.environ.get(strategy.TF_CONFIG))
+    model_dir = strategy.export_dir(fn_args.serving_model_dir, tf_config)
+    training.save_model(result.model, transform_output, spec, model_dir)
+    if model_dir != fn_args.serving_model_dir:
+        tf.io.gfile.rmtree(model_dir)
+        return
     training.write_history(result.history, fn_args.model_run_dir)
-    training.save_model(result.model, transform_output, spec, fn_args.serving_model_dir)
 
 
 def tuner_fn(fn_args) -> TunerFnResult:

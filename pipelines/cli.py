@@ -10,11 +10,13 @@ import dataclasses
 import datetime
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
 from models import registry
 from models.data.ingest import IngestError
+from models.files import write_text_atomically
 from pipelines import config as config_lib
 from pipelines import console
 from pipelines.config import ConfigError
@@ -41,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
     run.add_argument("--config", help="TOML config file (see configs/)")
     run.add_argument(
-        "--data", help="CSV file or folder of them to ingest as a new span before the run"
+        "--data",
+        help="CSV or TFRecord file, or a folder of them, to ingest as a new span before the run",
     )
     run.add_argument(
         "--tune",
@@ -68,6 +71,25 @@ def _parser() -> argparse.ArgumentParser:
     compile_command.add_argument("--config", help="TOML config file (see configs/)")
     compile_command.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
 
+    submit = commands.add_parser(
+        "submit", help="submit a compiled pipeline to Kubeflow Pipelines or Vertex AI"
+    )
+    submit.add_argument("file", help="the JSON file written by `dlforge compile`")
+    where = submit.add_mutually_exclusive_group(required=True)
+    where.add_argument("--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8888")
+    where.add_argument("--vertex", action="store_true", help="submit to Vertex AI Pipelines")
+    submit.add_argument("--project", help="Google Cloud project (--vertex)")
+    submit.add_argument("--region", help="Google Cloud region, e.g. europe-west4 (--vertex)")
+    submit.add_argument("--experiment", help="Kubeflow experiment (default: Default)")
+    submit.add_argument("--run-name", help="run name (default: <pipeline>-<UTC time>)")
+    submit.add_argument(
+        "--param", action="append", default=[], help="pipeline parameter NAME=VALUE (repeatable)"
+    )
+    submit.add_argument("--service-account", help="service account the run's steps run as")
+    submit.add_argument(
+        "--dry-run", action="store_true", help="print exactly what would be sent; send nothing"
+    )
+
     edge = commands.add_parser("edge", help="run a pushed TFLite model as a device would")
     edge_commands = edge.add_subparsers(dest="edge_command", required=True, parser_class=_Parser)
     edge_predict = edge_commands.add_parser(
@@ -76,8 +98,89 @@ def _parser() -> argparse.ArgumentParser:
     edge_predict.add_argument("model", help="the .tflite file (metadata.json beside it is read)")
     edge_predict.add_argument("--input", required=True, help=".npy, .csv or .json rows")
 
+    validate = commands.add_parser(
+        "validate",
+        help="check data with the run's gates (schema, expectations, drift, skew), no training",
+    )
+    validate.add_argument(
+        "--data", required=True, help="CSV or TFRecord file, or a folder of them, to check"
+    )
+    validate.add_argument("--home", help="home whose latest blessed model gives the drift baseline")
+    validate.add_argument("--verbose", action="store_true", help="show TFDV and GX logs")
+
     runs = commands.add_parser("runs", help="list past runs from ML Metadata, newest first")
     runs.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
+
+    artifacts = commands.add_parser("artifacts", help="list the artifacts a run produced")
+    artifacts.add_argument(
+        "run_id", nargs="?", help="a run id from `dlforge runs` (default: latest)"
+    )
+    artifacts.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
+
+    lineage = commands.add_parser(
+        "lineage", help="what produced a pushed model: run, data span, schema, settings, evaluation"
+    )
+    lineage.add_argument("model", help="a pushed version number, or a pushed model's path")
+    lineage.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
+
+    report = commands.add_parser("report", help="write a run's HTML report")
+    report.add_argument("run_id", nargs="?", help="a run id from `dlforge runs` (default: latest)")
+    report.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
+    report.add_argument(
+        "-o", "--output", help="HTML file to write (default: <home>/runs/<run id>/report.html)"
+    )
+    report.add_argument("--open", action="store_true", help="open it in the web browser")
+
+    tensorboard = commands.add_parser(
+        "tensorboard", help="start TensorBoard on the training logs of the runs in a home"
+    )
+    tensorboard.add_argument("run_id", nargs="?", help="only this run (default: every run)")
+    tensorboard.add_argument(
+        "--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)"
+    )
+    tensorboard.add_argument("--port", type=int, default=6006, help="port on 127.0.0.1 (6006)")
+
+    # Flag names are tensorflow_model_server's, so the same command lines serve either way.
+    serve = commands.add_parser(
+        "serve", help="serve pushed SavedModels over TF Serving's REST and gRPC APIs"
+    )
+    serve.add_argument("--model_name", default="default", help="name of the model (default)")
+    serve.add_argument("--model_base_path", help="folder holding the numeric version folders")
+    serve.add_argument("--model_config_file", help="text-format ModelServerConfig (several models)")
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port (8500)")
+    serve.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: no REST)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    serve.add_argument("--enable_batching", action="store_true")
+    serve.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
+    serve.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
+    serve.add_argument(
+        "--max_body_bytes", type=int, default=32 * 1024 * 1024, help="largest request accepted"
+    )
+    serve.add_argument(
+        "--traffic_split_file", help="TOML A/B split per model: [model] label_or_version = weight"
+    )
+    serve.add_argument(
+        "--request_log_dir", help="log sampled requests as tf.Examples here (e.g. <home>/logs)"
+    )
+    serve.add_argument("--request_log_sampling_rate", type=float, default=0.1)
+
+    drift = commands.add_parser(
+        "drift", help="compare logged serving traffic with the training statistics (TFDV)"
+    )
+    drift.add_argument("--model", required=True, help="served model name (its logs are read)")
+    drift.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
+    drift.add_argument("--logs", help="request log folder (default: <home>/logs)")
+    drift.add_argument("--training_stats", help="FeatureStats.pb (default: latest in the home)")
+    drift.add_argument("--threshold", type=float, default=0.3, help="Jensen-Shannon divergence")
+
+    predict = commands.add_parser("predict", help="send rows to a TF-Serving-compatible server")
+    predict.add_argument("--server", required=True, help="HOST:PORT of its REST or gRPC port")
+    predict.add_argument("--model", required=True, help="model name")
+    predict.add_argument("--input", required=True, help=".json or .npy rows, or an image file")
+    predict.add_argument("--grpc", action="store_true", help="use gRPC (default: REST)")
+    predict.add_argument("--signature_name", default="serving_dense")
+    predict.add_argument("--labels", help="label names: a JSON list or one per line")
     return parser
 
 
@@ -121,6 +224,10 @@ def _print_summary(summary) -> None:
                 f"  device model: {device['chosen']} TFLite, {device['size_bytes'] / 1024:.0f} KB, "
                 f"test accuracy {device['accuracy']:.4f}"
             )
+        elif device.get("report"):
+            print("  device model: no candidate within the accuracy budget")
+        if device.get("report"):
+            print(f"  compression report: {device['report']} (plot: {device['plot']})")
         if device.get("pushed_path"):
             print(f"  pushed to devices: {device['pushed_path']}")
 
@@ -170,6 +277,15 @@ def _command_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_submit(args: argparse.Namespace) -> int:
+    from pipelines import submit
+
+    try:
+        return submit.run_command(args, os.environ)
+    except submit.SubmitError as error:
+        raise UsageError(str(error)) from error
+
+
 def _command_edge(args: argparse.Namespace) -> int:
     from models import edge_runner
 
@@ -201,15 +317,20 @@ def _command_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_validate(args: argparse.Namespace) -> int:
+    console.configure_logs(args.verbose)
+    from pipelines import validate
+
+    seed = config_lib.PipelineConfig().data_seed
+    return validate.run(args.data, _home(args.home), seed=seed)
+
+
 def _command_runs(args: argparse.Namespace) -> int:
     from pipelines import metadata
     from pipelines.local_run import read_summary
 
     home = _home(args.home)
-    path = os.path.join(home, "metadata.sqlite")
-    if not os.path.exists(path):
-        raise UsageError(f"no runs yet: expected ML Metadata at {path}, found no file")
-    store = metadata.open_store(path)
+    store = _open_home_store(home)
     runs = metadata.list_runs(store)
     print(f"{'run id':<38} {'started':<19} {'status':<9} {'accuracy':>8}  pushed version")
     for run in runs:
@@ -220,6 +341,85 @@ def _command_runs(args: argparse.Namespace) -> int:
         shown = f"{accuracy:8.4f}" if accuracy is not None else f"{'-':>8}"
         print(f"{run.run_id:<38} {started:%Y-%m-%d %H:%M:%S} {run.status:<9} {shown}  {pushed}")
     return 0
+
+
+def _open_home_store(home: str):
+    from pipelines import metadata
+
+    path = os.path.join(home, "metadata.sqlite")
+    if not os.path.exists(path):
+        raise UsageError(f"no runs yet: expected ML Metadata at {path}, found no file")
+    return metadata.open_store(path)
+
+
+def _command_artifacts(args: argparse.Namespace) -> int:
+    from pipelines import lineage, metadata
+
+    store = _open_home_store(_home(args.home))
+    try:
+        run = metadata.find_run(store, args.run_id)
+    except LookupError as error:
+        raise UsageError(str(error)) from error
+    print("\n".join(lineage.format_artifacts(run.run_id, lineage.run_artifacts(store, run))))
+    return 0
+
+
+def _command_lineage(args: argparse.Namespace) -> int:
+    from pipelines import lineage
+
+    home = _home(args.home)
+    store = _open_home_store(home)
+    try:
+        found = lineage.find_lineage(store, os.path.join(home, "runs"), args.model)
+    except lineage.LineageError as error:
+        raise UsageError(str(error)) from error
+    print("\n\n".join("\n".join(lineage.format_lineage(item)) for item in found))
+    return 0
+
+
+def tensorboard_command(home: str, run_id: str | None, port: int) -> list[str]:
+    """The TensorBoard command line for the training logs of a home's runs (or one run)."""
+    from pipelines import lineage, metadata
+
+    store = _open_home_store(home)
+    try:
+        runs = metadata.list_runs(store) if run_id is None else [metadata.find_run(store, run_id)]
+    except LookupError as error:
+        raise UsageError(str(error)) from error
+    log_dirs = lineage.training_log_dirs(store, runs)
+    if not log_dirs:
+        raise UsageError(f"no training logs: no Trainer ran in {run_id or 'any run of ' + home}")
+    spec = ",".join(f"{name}:{path}" for name, path in sorted(log_dirs.items()))
+    executable = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    return [executable, "--logdir_spec", spec, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    console.configure_logs(verbose=False)
+    from pipelines import report, report_html
+
+    home = _home(args.home)
+    try:
+        collected = report.collect(home, args.run_id)
+    except LookupError as error:
+        raise UsageError(str(error)) from error
+    path = args.output or os.path.join(home, "runs", collected.run_id, "report.html")
+    try:
+        write_text_atomically(path, report_html.render(collected))
+    except OSError as error:
+        raise UsageError(f"cannot write the report to {path}: {error.strerror}") from error
+    print(f"dlforge: report of run {collected.run_id} written to {path}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(f"file://{os.path.abspath(path)}")
+    return 0
+
+
+def _command_tensorboard(args: argparse.Namespace) -> int:
+    command = tensorboard_command(_home(args.home), args.run_id, args.port)
+    print(f"dlforge: TensorBoard on http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
+    return subprocess.call(command)
 
 
 def _pushed_version(store, run) -> str | None:
@@ -236,6 +436,68 @@ def _pushed_version(store, run) -> str | None:
     return None
 
 
+def _command_serve(args: argparse.Namespace) -> int:
+    from serving import commands as serving_commands
+    from serving.config import ConfigError as ServingConfigError
+
+    try:
+        options = serving_commands.server_options(
+            model_name=args.model_name,
+            model_base_path=args.model_base_path,
+            model_config_file=args.model_config_file,
+            host=args.host,
+            port=args.port,
+            rest_api_port=args.rest_api_port,
+            poll_wait_seconds=args.file_system_poll_wait_seconds,
+            enable_batching=args.enable_batching,
+            batching_parameters_file=args.batching_parameters_file,
+            rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+            max_body_bytes=args.max_body_bytes,
+            traffic_split_file=args.traffic_split_file,
+            request_log_dir=args.request_log_dir,
+            request_log_sampling_rate=args.request_log_sampling_rate,
+        )
+        return serving_commands.serve(options)
+    except ServingConfigError as error:
+        raise UsageError(str(error)) from error
+
+
+def _command_predict(args: argparse.Namespace) -> int:
+    from serving import commands as serving_commands
+    from serving.client import ClientError
+
+    try:
+        lines = serving_commands.predict(
+            server=args.server,
+            model=args.model,
+            input_path=args.input,
+            use_grpc=args.grpc,
+            signature_name=args.signature_name,
+            labels_path=args.labels,
+        )
+    except (ValueError, ClientError, OSError) as error:
+        raise UsageError(str(error)) from error
+    print("\n".join(lines))
+    return 0
+
+
+def _command_drift(args: argparse.Namespace) -> int:
+    from pipelines import drift
+
+    home = _home(args.home)
+    try:
+        report = drift.check(
+            args.model,
+            log_dir=args.logs or os.path.join(home, "logs"),
+            training_statistics=args.training_stats or drift.latest_training_statistics(home),
+            threshold=args.threshold,
+        )
+    except drift.DriftError as error:
+        raise UsageError(str(error)) from error
+    print("\n".join(drift.summary_lines(args.model, report)))
+    return 1 if report.drifted else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the dlforge command line and returns its exit code."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -244,13 +506,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {
             "run": _command_run,
             "compile": _command_compile,
+            "submit": _command_submit,
             "edge": _command_edge,
             "runs": _command_runs,
+            "validate": _command_validate,
+            "artifacts": _command_artifacts,
+            "lineage": _command_lineage,
+            "tensorboard": _command_tensorboard,
+            "report": _command_report,
+            "serve": _command_serve,
+            "predict": _command_predict,
+            "drift": _command_drift,
         }
         return commands[args.command](args)
     except (UsageError, ConfigError, IngestError) as error:
         print(f"dlforge: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `dlforge artifacts | head`: the reader has gone, stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -41,6 +41,133 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class StageResources:
+    """What one stage's container gets on Kubeflow Pipelines or Vertex AI.
+
+    A value left at 0 (or "") leaves it to the orchestrator's default.
+
+    Attributes:
+        cpu_limit: CPU cores the container may use.
+        memory_limit: Memory the container may use, in GB.
+        cpu_request: CPU cores reserved for it (Kubeflow; Vertex AI sizes by the limits).
+        memory_request: Memory reserved for it, in GB.
+        accelerator: Accelerator type: on Vertex AI e.g. "NVIDIA_TESLA_T4" or "TPU_V3", on
+            Kubeflow the Kubernetes resource name, e.g. "nvidia.com/gpu".
+        accelerator_count: How many of them; at least 1 when `accelerator` is set.
+    """
+
+    cpu_limit: float = 0.0
+    memory_limit: float = 0.0
+    cpu_request: float = 0.0
+    memory_request: float = 0.0
+    accelerator: str = ""
+    accelerator_count: int = 0
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        for kind in ("cpu", "memory"):
+            request, limit = getattr(self, f"{kind}_request"), getattr(self, f"{kind}_limit")
+            if request < 0 or limit < 0 or (request and limit and request > limit):
+                raise ConfigError(
+                    f"Expected 0 <= {kind}_request <= {kind}_limit (0: the orchestrator's "
+                    f"default), received {request} and {limit}."
+                )
+        if bool(self.accelerator) != (self.accelerator_count > 0) or self.accelerator_count < 0:
+            raise ConfigError(
+                "Expected an accelerator type with accelerator_count >= 1, or neither, received "
+                f"{self.accelerator!r} and {self.accelerator_count}."
+            )
+
+
+# Beam arguments a runner cannot start without, checked when the config is loaded.
+REQUIRED_BEAM_ARGS = {
+    "DataflowRunner": ("--project", "--region", "--temp_location"),
+    "FlinkRunner": ("--flink_master",),
+}
+
+
+@dataclass(frozen=True)
+class VertexTrainingConfig:
+    """The Trainer as a Vertex AI custom training job, in a compiled pipeline.
+
+    The Trainer step then starts a custom job that runs `run_fn` on `replicas` machines of the
+    pipeline image; Vertex AI sets TF_CONFIG in each (pool 0 is the chief). Pair it with the
+    trainer's strategy: "multi_worker_mirrored" for more than one replica, "tpu" for a TPU.
+
+    Attributes:
+        project: Google Cloud project of the job; empty keeps training in the pipeline step.
+        region: Its region, e.g. "europe-west4".
+        machine_type: Machine of every replica, e.g. "n1-standard-8"; "cloud-tpu" for a TPU.
+        accelerator: e.g. "NVIDIA_TESLA_T4", or "TPU_V2" / "TPU_V3"; empty for none.
+        accelerator_count: Accelerators per replica (8 for a TPU_V2/V3 board).
+        replicas: Machines in all: one chief and `replicas - 1` workers.
+    """
+
+    project: str = ""
+    region: str = ""
+    machine_type: str = "n1-standard-8"
+    accelerator: str = ""
+    accelerator_count: int = 0
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if bool(self.project) != bool(self.region):
+            raise ConfigError(
+                "Expected both project and region for Vertex AI training, or neither, received "
+                f"{self.project!r} and {self.region!r}."
+            )
+        if self.replicas < 1 or not self.machine_type:
+            raise ConfigError(
+                "Expected replicas >= 1 and a machine_type, received "
+                f"{self.replicas} and {self.machine_type!r}."
+            )
+        if bool(self.accelerator) != (self.accelerator_count > 0) or self.accelerator_count < 0:
+            raise ConfigError(
+                "Expected an accelerator type with accelerator_count >= 1, or neither, received "
+                f"{self.accelerator!r} and {self.accelerator_count}."
+            )
+
+
+@dataclass(frozen=True)
+class KubeflowConfig:
+    """How a compiled (Kubeflow Pipelines or Vertex AI) run is sized and where Beam runs.
+
+    Attributes:
+        beam_args: Beam arguments of the compiled pipeline's Beam stages, in place of the local
+            `beam_args`; empty keeps those (DirectRunner inside each stage's container). E.g.
+            `--runner=DataflowRunner`, `--project`, `--region`, `--temp_location`; or
+            `--runner=FlinkRunner`, `--flink_master`, `--environment_type=EXTERNAL`.
+        resources: Stage name (e.g. "Trainer") -> its container's resources; "default" applies
+            to every stage not named.
+        vertex_training: Whether and how the Trainer runs as a Vertex AI custom job.
+    """
+
+    beam_args: tuple[str, ...] = ()
+    resources: Mapping[str, StageResources] = field(default_factory=dict)
+    vertex_training: VertexTrainingConfig = field(default_factory=VertexTrainingConfig)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if not all(isinstance(arg, str) for arg in self.beam_args):
+            raise ConfigError(f"Expected beam_args to be strings, received {self.beam_args!r}.")
+        given = {arg.split("=", 1)[0] for arg in self.beam_args}
+        runners = [arg.split("=", 1)[1] for arg in self.beam_args if arg.startswith("--runner=")]
+        for runner in runners:
+            missing = [name for name in REQUIRED_BEAM_ARGS.get(runner, ()) if name not in given]
+            if missing:
+                raise ConfigError(
+                    f"Expected beam_args for {runner} to set {missing} (as --name=value), "
+                    f"received {list(self.beam_args)}."
+                )
+        wrong = [
+            name for name, item in self.resources.items() if not isinstance(item, StageResources)
+        ]
+        if wrong:
+            raise ConfigError(f"Expected resources of {wrong} to be StageResources tables.")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything a pipeline run needs.
 
@@ -57,6 +184,7 @@ class PipelineConfig:
         trainer: Model family, search and training settings.
         evaluation: Blessing thresholds.
         compression: How the device (TFLite) model is made and blessed.
+        kubeflow: Beam runner and per-stage resources of a compiled run.
     """
 
     pipeline: str = "digits"
@@ -70,6 +198,7 @@ class PipelineConfig:
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compression: CompressionSettings = field(default_factory=CompressionSettings)
+    kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -149,6 +278,8 @@ def from_mapping(values: Mapping[str, Any], where: str = "config") -> PipelineCo
         if not isinstance(table, Mapping):
             raise ConfigError(f"Expected [{name}] in {where} to be a table, received {table!r}.")
         sections[name] = _build(cls, table, f"[{name}] of {where}")
+    if "kubeflow" in values:
+        sections["kubeflow"] = _kubeflow_config(values.pop("kubeflow"), where)
     if "beam_args" in values:
         if not isinstance(values["beam_args"], list):
             raise ConfigError(
@@ -157,6 +288,46 @@ def from_mapping(values: Mapping[str, Any], where: str = "config") -> PipelineCo
             )
         values["beam_args"] = tuple(values["beam_args"])
     return _build(PipelineConfig, {**values, **sections}, where)
+
+
+def _kubeflow_config(table: Any, where: str) -> KubeflowConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"Expected [kubeflow] in {where} to be a table, received {table!r}.")
+    values = dict(table)
+    beam_args = values.get("beam_args", [])
+    if not isinstance(beam_args, (list, tuple)):
+        raise ConfigError(
+            f"Expected beam_args of [kubeflow] in {where} to be a list of strings, "
+            f"received {beam_args!r}."
+        )
+    values["beam_args"] = tuple(beam_args)
+    resources = values.get("resources", {})
+    if not isinstance(resources, Mapping):
+        raise ConfigError(
+            f"Expected [kubeflow.resources] in {where} to be a table, received {resources!r}."
+        )
+    stages = {}
+    for stage, stage_table in resources.items():
+        if not isinstance(stage_table, Mapping):
+            raise ConfigError(
+                f"Expected [kubeflow.resources.{stage}] in {where} to be a table, "
+                f"received {stage_table!r}."
+            )
+        stages[stage] = _build(
+            StageResources, stage_table, f"[kubeflow.resources.{stage}] of {where}"
+        )
+    values["resources"] = stages
+    if "vertex_training" in values:
+        training = values["vertex_training"]
+        if not isinstance(training, Mapping):
+            raise ConfigError(
+                f"Expected [kubeflow.vertex_training] in {where} to be a table, "
+                f"received {training!r}."
+            )
+        values["vertex_training"] = _build(
+            VertexTrainingConfig, training, f"[kubeflow.vertex_training] of {where}"
+        )
+    return _build(KubeflowConfig, values, f"[kubeflow] of {where}")
 
 
 def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
+from components.artifacts import BaselineStatistics
 from components.compressor.component import Compressor
+from components.drift_gate.baseline import LatestBaselineStrategy
+from components.drift_gate.component import DriftGate
+from components.gx_validator.component import GxValidator
 from components.pusher import executor as pusher_executor
 from components.tflite_pusher.component import TFLitePusher
 from models.data import digits, ingest
 from models.settings import SETTINGS_KEY
 from pipelines.config import PipelineConfig
-
-SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schemas", "digits", "schema.pbtxt")
+from pipelines.validate import SCHEMA_FILE, SUITE_FILE, load_suite
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -69,21 +75,26 @@ def _absolute(path: str) -> str:
 def create_pipeline(
     config: PipelineConfig,
     schema_file: str = SCHEMA_FILE,
+    suite_file: str = SUITE_FILE,
     *,
     pipeline_name: str | None = None,
     pipeline_root: str | None = None,
     local_metadata: bool = True,
+    trainer_job: Mapping[str, Any] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the digits pipeline: ingest -> validate -> transform -> tune -> train -> evaluate
     -> push the SavedModel; compress -> push the TFLite model.
 
     Args:
         config: The run's configuration.
-        schema_file: Curated schema of the raw data.
+        schema_file: Curated schema of the raw data, with its drift and skew comparators.
+        suite_file: Great Expectations suite of the raw data (JSON, derived from the schema).
         pipeline_name: Defaults to `config.pipeline_name`; Kubeflow needs [a-z0-9-] names.
         pipeline_root: Defaults to `config.pipeline_root`.
         local_metadata: Whether ML Metadata is SQLite at `config.metadata_path` (whose folder is
             created now); False for orchestrators that bring their own.
+        trainer_job: Entries of the Trainer's custom_config that run it as a Vertex AI custom
+            training job (`pipelines.kubeflow.vertex_training_config`); None trains in the step.
 
     Returns:
         The TFX pipeline, with caching on.
@@ -97,12 +108,35 @@ def create_pipeline(
             ]
         ),
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+    # With the schema, the categorical label gets the value counts its L-infinity comparator needs.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    # The gates run one after the other, so a run stops at the most basic problem: the schema,
+    # then the expectation suite, then drift and skew.
+    gx_validator = GxValidator(
+        examples=example_gen.outputs["examples"],
+        suite=json.dumps(load_suite(suite_file), sort_keys=True, separators=(",", ":")),
+    )
+    gx_validator.add_upstream_node(anomaly_gate)
+    # The latest statistics that passed every gate: those of the previous accepted span.
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=LatestBaselineStrategy
+        if local_metadata
+        else tfx.dsl.experimental.LatestArtifactStrategy,
+        baseline=tfx.dsl.Channel(type=BaselineStatistics),
+    ).with_id("previous_span_statistics")
+    drift_gate = DriftGate(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        baseline=previous_statistics.outputs["baseline"],
+    )
+    drift_gate.add_upstream_node(gx_validator)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -110,6 +144,8 @@ def create_pipeline(
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
     )
     transform.add_upstream_node(anomaly_gate)
+    transform.add_upstream_node(gx_validator)
+    transform.add_upstream_node(drift_gate)
     custom_config = {SETTINGS_KEY: config.trainer.to_dict()}
     components = [
         example_gen,
@@ -117,6 +153,9 @@ def create_pipeline(
         schema_gen,
         example_validator,
         anomaly_gate,
+        gx_validator,
+        previous_statistics,
+        drift_gate,
         transform,
     ]
     hyperparameters = None
@@ -133,7 +172,12 @@ def create_pipeline(
         )
         components.append(tuner)
         hyperparameters = tuner.outputs["best_hyperparameters"]
-    trainer = tfx.components.Trainer(
+    trainer_component, trainer_config = tfx.components.Trainer, custom_config
+    if trainer_job is not None:
+        # The Trainer step starts a Vertex AI custom job that runs run_fn on its replicas.
+        trainer_component = tfx.extensions.google_cloud_ai_platform.Trainer
+        trainer_config = {**custom_config, **trainer_job}
+    trainer = trainer_component(
         run_fn="models.entrypoints.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -141,7 +185,7 @@ def create_pipeline(
         hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=custom_config,
+        custom_config=trainer_config,
     )
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -169,10 +213,11 @@ def create_pipeline(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"],
+        transformed_examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
         task=config.trainer.task,
-        recipes=",".join(config.compression.recipes),
-        accuracy_budget=config.compression.accuracy_budget,
-        representative_examples=config.compression.representative_examples,
+        settings=json.dumps(config.compression.to_dict(), sort_keys=True),
+        batch_size=config.trainer.batch_size,
     )
     tflite_pusher = TFLitePusher(
         device_model=compressor.outputs["device_model"],

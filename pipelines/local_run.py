@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import logging
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +41,7 @@ class RunSummary:
     pushed_path: str = ""
     pushed_version: str = ""
     device_model: dict = field(default_factory=dict)
+    code_version: str = ""
 
 
 def new_run_id(pipeline_name: str) -> str:
@@ -115,6 +118,32 @@ def prepare_data(config: PipelineConfig) -> str | None:
     return f"wrote the embedded {config.pipeline} data to {config.data_dir} as span 0"
 
 
+def code_version() -> str:
+    """The dlforge version, plus the git commit of its source when it runs from a checkout.
+
+    A checkout with uncommitted changes to tracked files is marked `-dirty`: the commit alone
+    does not say what code ran.
+    """
+    version = importlib.metadata.version("dlforge")
+    source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", source, "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", source, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
+        return version
+    return f"{version}+g{commit}{'-dirty' if changes else ''}"
+
+
 def _check_hyperparameters(config: PipelineConfig) -> None:
     from models import registry
 
@@ -152,6 +181,7 @@ def run_pipeline(config: PipelineConfig, progress: Progress = print) -> RunSumma
         pipeline=config.pipeline_name,
         model_family=config.trainer.family,
         run_id=new_run_id(config.pipeline_name),
+        code_version=code_version(),
     )
     started = time.monotonic()
     ir = compiler.Compiler().compile(create_pipeline(config))
@@ -206,7 +236,12 @@ def _read_compression(summary: RunSummary, outputs: dict[str, list]) -> None:
     with open(report_path) as handle:
         report = json.load(handle)
     chosen = [item for item in report["candidates"] if item["recipe"] == report["chosen"]]
-    summary.device_model = {**(chosen[0] if chosen else {}), "chosen": report["chosen"]}
+    summary.device_model = {
+        **(chosen[0] if chosen else {}),
+        "chosen": report["chosen"],
+        "report": report_path,
+        "plot": os.path.join(device_model.uri, "report.png"),
+    }
 
 
 def _read_device_push(summary: RunSummary, outputs: dict[str, list]) -> None:

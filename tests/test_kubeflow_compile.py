@@ -15,8 +15,9 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from models.settings import SETTINGS_KEY, TrainerSettings
+from pipelines import config as config_lib
 from pipelines import kubeflow
-from pipelines.config import PipelineConfig
+from pipelines.config import KubeflowConfig, PipelineConfig, StageResources, VertexTrainingConfig
 
 GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("DLFORGE_UPDATE_GOLDEN") == "1"
@@ -26,19 +27,27 @@ IMAGE = "europe-docker.pkg.dev/dlforge-example/dlforge/dlforge:1"
 # The local pipeline's stages; KFP splits the latest-blessed-model resolver into two tasks.
 UPSTREAM = {
     "CsvExampleGen": set(),
-    "StatisticsGen": {"CsvExampleGen"},
     "ImportSchemaGen": set(),
+    "StatisticsGen": {"CsvExampleGen", "ImportSchemaGen"},
     "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
     "AnomalyGate": {"ExampleValidator"},
-    "Transform": {"AnomalyGate", "CsvExampleGen", "ImportSchemaGen"},
+    "GxValidator": {"AnomalyGate", "CsvExampleGen"},
+    "previous_span_statistics": set(),
+    "DriftGate": {"GxValidator", "ImportSchemaGen", "StatisticsGen", "previous_span_statistics"},
+    "Transform": {"AnomalyGate", "CsvExampleGen", "DriftGate", "GxValidator", "ImportSchemaGen"},
     "Tuner": {"Transform"},
     "Trainer": {"Tuner", "Transform", "ImportSchemaGen"},
     "latest_blessed_model-model-blessing-resolver": set(),
     "latest_blessed_model-model-resolver": {"latest_blessed_model-model-blessing-resolver"},
     "Evaluator": {"CsvExampleGen", "Trainer", "latest_blessed_model-model-resolver"},
     "Pusher": {"Trainer", "Evaluator"},
-    "Compressor": {"Trainer", "Evaluator", "CsvExampleGen"},
+    "Compressor": {"Trainer", "Evaluator", "CsvExampleGen", "Transform"},
     "TFLitePusher": {"Compressor"},
+}
+RESOLVERS = {
+    "previous_span_statistics",
+    "latest_blessed_model-model-blessing-resolver",
+    "latest_blessed_model-model-resolver",
 }
 TRAINER = TrainerSettings(family="mlp", batch_size=32, max_trials=3, hyperparameters={"units": 64})
 
@@ -123,7 +132,7 @@ def test_every_stage_is_a_task_wired_as_locally(tmp_path, target):
         for name, executor in executors.items()
         if "container" in executor
     }
-    assert len(containers) == len(UPSTREAM) - 2  # every stage but the two resolver tasks
+    assert {label.removesuffix("_executor") for label in containers} == set(UPSTREAM) - RESOLVERS
     assert {container["image"] for container in containers.values()} == {IMAGE}
     for container in containers.values():
         assert tuple(container["args"][-len(beam_args) :]) == beam_args
@@ -212,15 +221,34 @@ def test_output_in_a_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_failed_write_leaves_the_previous_file_untouched(tmp_path, monkeypatch):
+    from models import files
+
     output = tmp_path / "vertex.json"
     output.write_text('{"previous": true}\n')
+    document = kubeflow.pipeline_document(
+        PipelineConfig(home=HOME), target="vertex", image=IMAGE, pipeline_root=PIPELINE_ROOT
+    )
+    real_fdopen = files.os.fdopen
 
-    def dump_half_then_fail(document, stream, **kwargs):
-        stream.write('{"pipelineSpec": ')
-        raise TypeError("Object of type X is not JSON serializable")
+    class HalfWriter:
+        """A stream that writes half of what it is given, then fails (a full disk)."""
 
-    monkeypatch.setattr(kubeflow.json, "dump", dump_half_then_fail)
-    with pytest.raises(TypeError, match="not JSON serializable"):
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.stream.close()
+
+        def write(self, text):
+            self.stream.write(text[: len(text) // 2])
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kubeflow, "pipeline_document", lambda *args, **kwargs: document)
+    monkeypatch.setattr(files.os, "fdopen", lambda *args: HalfWriter(real_fdopen(*args)))
+    with pytest.raises(OSError, match="No space left on device"):
         _compile(tmp_path, "vertex")
     assert output.read_text() == '{"previous": true}\n'
     assert [path.name for path in tmp_path.iterdir()] == ["vertex.json"]
@@ -233,7 +261,7 @@ def test_compile_command_writes_the_file_and_reports_bad_locations(tmp_path, cap
     common = ["compile", "digits", "--target", "vertex", "-o", str(output), "--image", "img:1"]
     remote = ["--pipeline-root", "gs://bucket/root", "--home", "gs://bucket/home"]
     assert cli.main([*common, *remote, "--model", "mlp"]) == 0
-    assert "compiled digits-mlp for vertex (14 tasks)" in capsys.readouterr().out
+    assert "compiled digits-mlp for vertex (17 tasks)" in capsys.readouterr().out
     assert json.loads(output.read_text())["runtimeConfig"]["gcsOutputDirectory"] == (
         "gs://bucket/root"
     )
@@ -243,3 +271,230 @@ def test_compile_command_writes_the_file_and_reports_bad_locations(tmp_path, cap
     error = capsys.readouterr().err.strip()
     assert error.startswith("dlforge: error: Expected pipeline_root to be a URI")
     assert "received '/tmp/root'" in error
+
+
+def _containers_by_task(spec: pipeline_spec_pb2.PipelineSpec) -> dict:
+    executors = spec.deployment_spec.fields["executors"].struct_value.fields
+    containers = {}
+    for name, task in spec.root.dag.tasks.items():
+        label = spec.components[task.component_ref.name].executor_label
+        executor = executors[label].struct_value.fields
+        if "container" in executor:
+            container = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec()
+            json_format.ParseDict(
+                json_format.MessageToDict(executor["container"].struct_value), container
+            )
+            containers[name] = container
+    return containers
+
+
+@pytest.mark.parametrize("target", sorted(kubeflow.TARGETS))
+def test_stage_resources_from_config_are_set_on_their_containers(tmp_path, target):
+    resources = {
+        "Trainer": StageResources(
+            cpu_limit=8, memory_limit=32, accelerator="NVIDIA_TESLA_T4", accelerator_count=2
+        ),
+        "default": StageResources(cpu_limit=2, memory_limit=7.5, cpu_request=1),
+    }
+    config = PipelineConfig(home=HOME, kubeflow=KubeflowConfig(resources=resources))
+
+    spec = _pipeline_spec(_compile(tmp_path, target, config), target)
+    containers = _containers_by_task(spec)
+
+    trainer = containers.pop("Trainer").resources
+    assert (trainer.cpu_limit, trainer.memory_limit) == (8, 32)
+    assert (trainer.accelerator.type, trainer.accelerator.count) == ("NVIDIA_TESLA_T4", 2)
+    executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+    resolvers = {
+        name
+        for name, task in spec.root.dag.tasks.items()
+        if "resolver" in executors[spec.components[task.component_ref.name].executor_label]
+    }
+    assert set(containers) == set(spec.root.dag.tasks) - resolvers - {"Trainer"}
+    for container in containers.values():
+        limits = container.resources
+        assert (limits.cpu_limit, limits.memory_limit, limits.cpu_request) == (2, 7.5, 1)
+        assert not limits.HasField("accelerator")
+
+
+def test_without_resources_the_containers_have_none(tmp_path):
+    containers = _containers_by_task(_pipeline_spec(_compile(tmp_path, "kubeflow"), "kubeflow"))
+
+    assert not any(container.HasField("resources") for container in containers.values())
+
+
+def test_resources_for_an_unknown_stage_are_refused_listing_the_stages(tmp_path):
+    config = PipelineConfig(
+        home=HOME, kubeflow=KubeflowConfig(resources={"Trainr": StageResources(cpu_limit=1)})
+    )
+
+    with pytest.raises(
+        ValueError, match=r"among \[.*'Trainer'.*\] or 'default', received \['Trainr'\]"
+    ):
+        _compile(tmp_path, "vertex", config)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dataflow_beam_args_replace_the_local_ones_and_run_workers_on_the_image(tmp_path):
+    dataflow = (
+        "--runner=DataflowRunner",
+        "--project=p",
+        "--region=europe-west4",
+        "--temp_location=gs://b/tmp",
+    )
+    config = PipelineConfig(home=HOME, kubeflow=KubeflowConfig(beam_args=dataflow))
+
+    containers = _containers_by_task(_pipeline_spec(_compile(tmp_path, "vertex", config), "vertex"))
+
+    expected = [*dataflow, f"--sdk_container_image={IMAGE}"]
+    for container in containers.values():
+        assert list(container.args[-len(expected) :]) == expected
+        assert not any(arg.startswith("--direct_") for arg in container.args)
+
+
+def test_kubeflow_table_of_a_config_file_loads_resources_and_beam_args(tmp_path):
+    path = tmp_path / "scaled.toml"
+    path.write_text(
+        "[kubeflow]\n"
+        'beam_args = ["--runner=FlinkRunner", "--flink_master=flink:8081"]\n'
+        "[kubeflow.resources.Transform]\n"
+        "memory_limit = 16.0\n"
+    )
+
+    config = config_lib.load(str(path))
+
+    assert config.kubeflow == KubeflowConfig(
+        beam_args=("--runner=FlinkRunner", "--flink_master=flink:8081"),
+        resources={"Transform": StageResources(memory_limit=16.0)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            '[kubeflow]\nbeam_args = ["--runner=DataflowRunner", "--project=p"]\n',
+            r"DataflowRunner to set \['--region', '--temp_location'\]",
+        ),
+        ("[kubeflow.resources.Trainer]\naccelerator = 'TPU_V3'\n", "accelerator_count >= 1"),
+        ("[kubeflow.resources.Trainer]\ncpu_request = 4.0\ncpu_limit = 2.0\n", "cpu_request <="),
+        ("[kubeflow.resources.Trainer]\ngpus = 1\n", r"Unknown key\(s\) \['gpus'\]"),
+        ("[kubeflow.resources]\nTrainer = 4\n", "to be a table, received 4"),
+    ],
+)
+def test_bad_kubeflow_tables_are_config_errors_naming_the_problem(tmp_path, table, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(table)
+
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.load(str(path))
+
+
+def _trainer_job(tmp_path, training: VertexTrainingConfig, strategy: str) -> tuple[dict, dict]:
+    """The compiled Trainer's executor class and its CustomJobSpec, parsed by Vertex's proto."""
+    from google.cloud.aiplatform_v1.types import custom_job
+
+    config = PipelineConfig(
+        home=HOME,
+        trainer=TrainerSettings(strategy=strategy),
+        kubeflow=KubeflowConfig(vertex_training=training),
+    )
+    spec = _pipeline_spec(_compile(tmp_path, "vertex", config), "vertex")
+    trainer = _containers_by_task(spec)["Trainer"]
+    executor_class = trainer.args[list(trainer.args).index("--executor_class_path") + 1]
+    custom_config = json.loads(_constant(spec.root.dag.tasks["Trainer"], "custom_config"))
+    assert custom_config[SETTINGS_KEY]["strategy"] == strategy
+    assert custom_config["ai_platform_enable_vertex"] is True
+    args = custom_config["ai_platform_training_args"]
+    job_spec = json_format.ParseDict(args["job_spec"], custom_job.CustomJobSpec.pb()())
+    return {
+        "executor": executor_class,
+        "region": custom_config["ai_platform_vertex_region"],
+        "project": args["project"],
+    }, json_format.MessageToDict(job_spec, preserving_proto_field_name=True)
+
+
+def test_multi_worker_vertex_training_compiles_a_chief_and_worker_pool(tmp_path):
+    training = VertexTrainingConfig(
+        project="my-project",
+        region="europe-west4",
+        machine_type="n1-standard-8",
+        accelerator="NVIDIA_TESLA_T4",
+        accelerator_count=1,
+        replicas=3,
+    )
+
+    trainer, job_spec = _trainer_job(tmp_path, training, "multi_worker_mirrored")
+
+    assert trainer == {
+        "executor": "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor",
+        "region": "europe-west4",
+        "project": "my-project",
+    }
+    machine = {
+        "machine_type": "n1-standard-8",
+        "accelerator_type": "NVIDIA_TESLA_T4",
+        "accelerator_count": 1,
+    }
+    pool = {"machine_spec": machine, "container_spec": {"image_uri": IMAGE}}
+    assert job_spec["worker_pool_specs"] == [
+        {**pool, "replica_count": "1"},
+        {**pool, "replica_count": "2"},
+    ]
+
+
+def test_tpu_vertex_training_compiles_one_cloud_tpu_replica(tmp_path):
+    training = VertexTrainingConfig(
+        project="p",
+        region="us-central1",
+        machine_type="cloud-tpu",
+        accelerator="TPU_V3",
+        accelerator_count=8,
+    )
+
+    _, job_spec = _trainer_job(tmp_path, training, "tpu")
+
+    (pool,) = job_spec["worker_pool_specs"]
+    assert pool["machine_spec"] == {
+        "machine_type": "cloud-tpu",
+        "accelerator_type": "TPU_V3",
+        "accelerator_count": 8,
+    }
+    assert pool["replica_count"] == "1"
+
+
+def test_without_vertex_training_the_trainer_runs_in_its_step(tmp_path):
+    spec = _pipeline_spec(_compile(tmp_path, "vertex"), "vertex")
+    trainer = _containers_by_task(spec)["Trainer"]
+
+    assert "tfx.components.trainer.executor.GenericExecutor" in trainer.args
+    custom_config = json.loads(_constant(spec.root.dag.tasks["Trainer"], "custom_config"))
+    assert list(custom_config) == [SETTINGS_KEY]
+
+
+@pytest.mark.parametrize(
+    ("training", "strategy", "message"),
+    [
+        (VertexTrainingConfig(project="p", region="r", replicas=2), "mirrored", "for 2 Vertex"),
+        (
+            VertexTrainingConfig(
+                project="p", region="r", accelerator="TPU_V3", accelerator_count=8
+            ),
+            "tpu",
+            "one replica of machine_type 'cloud-tpu'",
+        ),
+        (VertexTrainingConfig(project="p", region="r"), "tpu", "exactly when the Vertex AI"),
+    ],
+)
+def test_vertex_machines_that_do_not_fit_the_strategy_are_refused(
+    tmp_path, training, strategy, message
+):
+    config = PipelineConfig(
+        home=HOME,
+        trainer=TrainerSettings(strategy=strategy),
+        kubeflow=KubeflowConfig(vertex_training=training),
+    )
+
+    with pytest.raises(ValueError, match=message):
+        _compile(tmp_path, "vertex", config)
+    assert list(tmp_path.iterdir()) == []

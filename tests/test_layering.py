@@ -9,6 +9,7 @@ REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "models": {"tfx", "kfp", "components", "pipelines"},
     "components": {"pipelines", "kfp"},
+    "serving": {"tfx", "kfp", "components", "pipelines"},
 }
 
 

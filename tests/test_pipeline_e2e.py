@@ -11,6 +11,11 @@ import dataclasses
 import io
 import json
 import os
+import re
+import socket
+import subprocess
+import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -21,6 +26,7 @@ from models.data import digits
 from models.settings import TrainerSettings
 from pipelines import cli, metadata
 from pipelines.config import EvaluationConfig, PipelineConfig
+from pipelines.digits import SCHEMA_FILE
 from pipelines.local_run import RunSummary, run_pipeline
 from tests import fixtures
 
@@ -248,8 +254,11 @@ def test_runs_command_lists_every_run_newest_first(runs, capsys):
 
 
 def test_a_device_model_within_budget_is_pushed_with_its_metadata(runs):
+    from components.compressor import executor as compressor
+    from models.settings import COMPRESSION_RECIPES
+
     device = runs.cold.device_model
-    assert device["chosen"] in ("float", "dynamic_range", "float16", "int8")
+    assert device["chosen"] in COMPRESSION_RECIPES
     assert device["accuracy"] >= runs.cold.metrics["test_accuracy"] - 0.01
     folder = device["pushed_path"]
     assert os.path.dirname(folder) == runs.config.tflite_dir
@@ -257,16 +266,223 @@ def test_a_device_model_within_budget_is_pushed_with_its_metadata(runs):
         metadata = json.load(handle)
     with open(os.path.join(folder, "model.tflite"), "rb") as handle:
         model = handle.read()
-    assert len(model) == metadata["size_bytes"] == device["size_bytes"]
+    with open(device["report"]) as handle:
+        report = json.load(handle)
+    (reported,) = [item for item in report["candidates"] if item["recipe"] == report["chosen"]]
+    assert len(model) == metadata["size_bytes"] == device["size_bytes"] == reported["size_bytes"]
+    assert metadata["accuracy"] == device["accuracy"] == reported["accuracy"]
+    assert {item["recipe"] for item in report["candidates"]} == set(runs.config.compression.recipes)
+    with open(device["plot"], "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert metadata["version"] == os.path.basename(folder)
     assert metadata["labels"] == [str(label) for label in range(10)]
 
     test_csv = os.path.join(runs.config.data_dir, "span-0", "test", "digits.csv")
     pixels, labels = digits.read_csv(test_csv)
-    runner = tf.lite.Interpreter(model_content=model).get_signature_runner("serving_dense")
-    class_ids = runner(inputs=pixels.astype(np.float32))["class_ids"]
+    class_ids = compressor.tflite_predictor(model)(pixels.astype(np.float32))
     assert float(np.mean(class_ids == labels)) == pytest.approx(metadata["accuracy"], abs=1e-4)
 
 
 def test_unchanged_rerun_pushes_no_new_device_model(runs):
     assert runs.warm.device_model["pushed_path"] == runs.cold.device_model["pushed_path"]
+
+
+def test_lineage_of_a_pushed_version_names_its_run_span_settings_and_evaluation(runs, capsys):
+    version = runs.user_data.pushed_version
+    assert cli.main(["lineage", version, "--home", runs.config.home]) == 0
+    serving, tflite = capsys.readouterr().out.split("\n\n")
+
+    assert serving.startswith(f"SavedModel for TF Serving, version {version}")
+    assert f"trained by run:     {runs.user_data.run_id}" in serving
+    assert f"code version:       {runs.user_data.code_version}" in serving
+    assert runs.user_data.code_version.startswith("0.1.0")
+    assert "data:               span 1, " in serving
+    assert "span 0" not in serving
+    assert f"schema:             {SCHEMA_FILE}" in serving
+    assert "hyper-parameters:   tuned" in serving
+    assert "optimizer = adam" in serving
+    assert "learning_rate = 0.003" in serving
+    accuracy = runs.user_data.metrics["test_accuracy"]
+    assert f"run {runs.user_data.run_id}, blessed, test accuracy {accuracy:.4f}" in serving
+    assert f"twin:               {runs.user_data.device_model['pushed_path']}" in serving
+    assert tflite.startswith(f"TFLite model for devices, version {version}")
+    assert f"twin:               {runs.user_data.pushed_path}" in tflite
+
+
+def test_lineage_of_a_tflite_file_from_a_cached_rerun_goes_to_the_first_training(runs, capsys):
+    model_file = os.path.join(runs.warm.device_model["pushed_path"], "model.tflite")
+    assert cli.main(["lineage", model_file, "--home", runs.config.home]) == 0
+    out = capsys.readouterr().out
+
+    (block,) = out.strip().split("\n\n")
+    assert block.startswith("TFLite model for devices")
+    # The warm re-run took the Trainer from cache: the model was trained by the cold run.
+    assert f"trained by run:     {runs.cold.run_id}" in block
+    assert "data:               span 0, " in block
+    assert f"device model:       {runs.cold.device_model['chosen']} recipe" in block
+
+
+def test_lineage_of_an_unknown_version_is_a_usage_error(runs, capsys):
+    assert cli.main(["lineage", "123", "--home", runs.config.home]) == 2
+    error = capsys.readouterr().err
+    assert "received '123'" in error
+    assert runs.cold.pushed_version in error
+
+
+def test_artifacts_command_lists_a_runs_artifacts_with_their_properties(runs, capsys):
+    assert cli.main(["artifacts", runs.user_data.run_id, "--home", runs.config.home]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Artifacts of run {runs.user_data.run_id}")
+    examples = re.search(r"CsvExampleGen\.examples .*?\n  (?=\S)", out, re.DOTALL).group()
+    assert "span: 1" in examples
+    assert f"pushed_version: {runs.user_data.pushed_version}" in out
+    assert "Trainer.model  Model" in out
+    assert "tfx_version" not in out
+
+    assert cli.main(["artifacts", "--home", runs.config.home]) == 0
+    assert capsys.readouterr().out.startswith(f"Artifacts of run {runs.corrupted.run_id}")
+    assert cli.main(["artifacts", "no-such-run", "--home", runs.config.home]) == 2
+
+
+def test_tensorboard_serves_the_training_logs_of_each_run_that_trained(runs):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = cli.tensorboard_command(runs.config.home, None, port)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as r:
+                    served = json.load(r)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "TensorBoard did not answer within 90 s"
+                assert server.poll() is None, "TensorBoard exited"
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    # The warm re-run took its Trainer from cache and the corrupted run never trained.
+    trained = sorted([runs.cold.run_id, runs.user_data.run_id])
+    assert sorted(served) == sorted(
+        f"{run}/{split}" for run in trained for split in ("train", "validation")
+    )
+
+
+REPORT_SCRIPT = """JSON.stringify({
+  sections: Array.from(document.querySelectorAll('section')).map(s => s.id),
+  images: Array.from(document.images).map(i => i.complete && i.naturalWidth > 0),
+  graph_stages: document.querySelectorAll('svg.graph rect').length,
+  data_charts: Array.from(document.querySelectorAll('#data svg'))
+    .map(s => s.getAttribute('aria-label')),
+  text: document.body.innerText,
+})"""
+
+
+def test_report_of_a_complete_run_opens_in_a_browser_with_every_section(runs, capsys, tmp_path):
+    from tests.browser import Chromium
+
+    assert cli.main(["report", runs.user_data.run_id, "--home", runs.config.home]) == 0
+    path = os.path.join(runs.config.runs_dir, runs.user_data.run_id, "report.html")
+    assert capsys.readouterr().out.strip().endswith(path)
+    with Chromium() as browser:
+        visit = browser.visit(f"file://{path}", REPORT_SCRIPT)
+    (tmp_path / "report.png").write_bytes(visit.screenshot_png)
+    page = json.loads(visit.value)
+
+    assert visit.console_errors == []
+    assert visit.screenshot_png.startswith(b"\x89PNG") and len(visit.screenshot_png) > 50_000
+    assert page["sections"] == [
+        "overview",
+        "pipeline",
+        "data",
+        "validation",
+        "tuning",
+        "training",
+        "evaluation",
+        "samples",
+        "compression",
+        "pushes",
+    ]
+    assert all(page["images"])
+    assert page["graph_stages"] == len(runs.user_data.stage_states)
+    assert page["data_charts"] == [
+        "labels in eval",
+        "labels in test",
+        "labels in train",
+        "feature means",
+    ]
+    text = page["text"]
+    assert f"test accuracy\t{runs.user_data.metrics['test_accuracy']:.4f}" in text
+    assert "TFDV, split train: no anomalies" in text
+    assert "Confusion matrix (test split)" in text
+    assert "Against the latest blessed model" in text  # the cold run's model is the baseline
+    assert text.count("label ") >= 24  # the sample predictions' captions
+    assert f"chosen: {runs.user_data.device_model['chosen']}" in text
+    assert runs.user_data.pushed_path in text
+
+
+def test_report_of_a_failed_run_shows_where_and_why_it_stopped(runs, capsys, tmp_path):
+    output = tmp_path / "failed.html"
+    assert (
+        cli.main(["report", runs.corrupted.run_id, "--home", runs.config.home, "-o", str(output)])
+        == 0
+    )
+    page = output.read_text()
+    assert "failed" in page
+    assert "pixel_17" in page
+    assert "The Trainer did not run." in page
+    assert "Nothing was pushed in this run." in page
+
+
+@dataclasses.dataclass
+class DataGateRuns:
+    validate_exit_code: int
+    validate_output: str
+    drifted: RunSummary
+    versions_before: list[str]
+
+
+@pytest.fixture(scope="module")
+def data_gate_runs(runs, tmp_path_factory) -> DataGateRuns:
+    """After the runs above: `dlforge validate` on the user's clean CSV, then a run on a CSV
+    whose pixel_20 is brighter everywhere (in range, so only the DriftGate can stop it)."""
+    folder = tmp_path_factory.mktemp("data_gates")
+    clean = _user_csv(str(folder / "mine.csv"), corrupt=False)
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        validate_exit_code = cli.main(["validate", "--data", clean, "--home", runs.config.home])
+    pixels, labels = digits.load_digits_arrays()
+    pixels[:, 20] = np.minimum(digits.PIXEL_MAX, pixels[:, 20] + 3)
+    drifted_csv = str(folder / "drifted.csv")
+    digits.write_csv(drifted_csv, pixels, labels)
+    versions_before = sorted(os.listdir(runs.config.serving_dir))
+    drifted = run_pipeline(
+        dataclasses.replace(runs.config, data_path=drifted_csv), lambda line: None
+    )
+    return DataGateRuns(validate_exit_code, output.getvalue(), drifted, versions_before)
+
+
+def test_validate_measures_drift_against_the_latest_blessed_models_data(runs, data_gate_runs):
+    assert data_gate_runs.validate_exit_code == 0, data_gate_runs.validate_output
+    # The latest blessed model was trained on span 1, the user's first CSV.
+    assert "drift" in data_gate_runs.validate_output
+    assert "against the data of the latest blessed model (model " in (
+        data_gate_runs.validate_output
+    )
+    assert ", span 1)" in data_gate_runs.validate_output
+    assert "result: passed" in data_gate_runs.validate_output
+
+
+def test_drifted_data_stops_at_the_drift_gate_and_pushes_nothing(runs, data_gate_runs):
+    drifted = data_gate_runs.drifted
+    assert drifted.status == "failed"
+    assert drifted.stage_states["AnomalyGate"] == "complete"
+    assert drifted.stage_states["GxValidator"] == "complete"
+    assert drifted.stage_states["DriftGate"] == "failed"
+    assert not set(TRAINING_STAGES) & set(drifted.stage_states)
+    assert "split 'train', feature 'pixel_20': drift from the previous span" in drifted.error
+    assert not drifted.pushed
+    assert sorted(os.listdir(runs.config.serving_dir)) == data_gate_runs.versions_before

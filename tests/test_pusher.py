@@ -219,3 +219,130 @@ def test_executor_reports_the_existing_version_when_the_model_is_pushed_again(tm
     assert second_push.get_int_custom_property("pushed") == 1
     assert second_push.get_string_custom_property("pushed_version") == version
     assert os.listdir(base_dir) == [version]
+
+
+# Pushes to an object store: TensorFlow's in-memory `ram://` file system stands in for gs:// (it
+# is reached only through tf.io.gfile, and has no atomic folder rename either).
+@pytest.fixture
+def store_base(request) -> str:
+    import tensorflow as tf
+
+    uri = f"ram://pusher/{request.node.name}"
+    yield f"{uri}/serving/digits_cnn"
+    if tf.io.gfile.exists(uri):
+        pusher_executor._remove_tree(uri)
+
+
+def _store_snapshot(folder: str) -> dict[str, bytes]:
+    import tensorflow as tf
+
+    files = {}
+    for directory, _, names in tf.io.gfile.walk(folder):
+        for name in names:
+            # ram:// lists `assets.extra/x` under `assets/` too, as a file `.extra`: skip it.
+            if not tf.io.gfile.exists(f"{directory}/{name}"):
+                continue
+            with tf.io.gfile.GFile(f"{directory}/{name}", "rb") as handle:
+                files[f"{directory}/{name}"[len(folder) + 1 :]] = handle.read()
+    return files
+
+
+def test_push_to_an_object_store_publishes_every_file_and_no_staging(model_dir, store_base):
+    import tensorflow as tf
+
+    push = pusher_executor.push_model(model_dir, store_base, "uri://model/1")
+
+    assert push.copied is True
+    assert push.path == f"{store_base}/{push.version}"
+    assert [name.rstrip("/") for name in tf.io.gfile.listdir(store_base)] == [push.version]
+    pushed_files = _store_snapshot(push.path)
+    record = json.loads(pushed_files.pop(PUSH_RECORD))
+    assert record == {"source_uri": "uri://model/1", "version": push.version}
+    assert pushed_files == MODEL_FILES
+
+
+def test_push_to_an_object_store_again_reuses_the_version_and_a_new_model_gets_a_larger_one(
+    model_dir, store_base, frozen_clock
+):
+    first = pusher_executor.push_model(model_dir, store_base, "uri://model/1")
+
+    again = pusher_executor.push_model(model_dir, store_base, "uri://model/1")
+    second = pusher_executor.push_model(model_dir, store_base, "uri://model/2")
+
+    assert again == pusher_executor.Push(version=first.version, path=first.path, copied=False)
+    assert int(second.version) == int(first.version) + 1
+    assert pusher_executor.existing_versions(store_base) == [
+        int(first.version),
+        int(second.version),
+    ]
+
+
+def test_push_from_a_model_on_an_object_store(model_dir, store_base):
+    import tensorflow as tf
+
+    stored_model = f"{store_base}-source/model"
+    for relative, content in MODEL_FILES.items():
+        tf.io.gfile.makedirs(os.path.dirname(f"{stored_model}/{relative}"))
+        with tf.io.gfile.GFile(f"{stored_model}/{relative}", "wb") as handle:
+            handle.write(content)
+
+    push = pusher_executor.push_model(stored_model, store_base, "uri://model/1")
+
+    pushed_files = _store_snapshot(push.path)
+    pushed_files.pop(PUSH_RECORD)
+    assert pushed_files == MODEL_FILES
+
+
+def test_push_to_an_object_store_copies_saved_model_pb_after_its_files_and_the_record_last(
+    model_dir, store_base, monkeypatch
+):
+    import tensorflow as tf
+
+    copied_into_versions = []
+    copy = tf.io.gfile.copy
+
+    def recording_copy(source, destination, overwrite=False):
+        if ".staging-" not in destination:
+            copied_into_versions.append(destination.split("/", 6)[-1].split("/", 1)[1])
+        copy(source, destination, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", recording_copy)
+
+    pusher_executor.push_model(model_dir, store_base, "uri://model/1")
+
+    assert sorted(copied_into_versions) == sorted([*MODEL_FILES, PUSH_RECORD])
+    assert copied_into_versions[-2:] == ["saved_model.pb", PUSH_RECORD]
+
+
+def test_push_to_an_object_store_failing_while_copying_leaves_no_version(
+    model_dir, store_base, monkeypatch
+):
+    import tensorflow as tf
+
+    earlier = pusher_executor.push_model(model_dir, store_base, "uri://model/1")
+    earlier_files = _store_snapshot(earlier.path)
+    copy = tf.io.gfile.copy
+
+    def failing_copy(source, destination, overwrite=False):
+        if ".staging-" not in destination and destination.endswith("saved_model.pb"):
+            raise tf.errors.UnavailableError(None, None, "connection reset")
+        copy(source, destination, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", failing_copy)
+
+    with pytest.raises(tf.errors.UnavailableError, match="connection reset"):
+        pusher_executor.push_model(model_dir, store_base, "uri://model/2")
+
+    assert [name.rstrip("/") for name in tf.io.gfile.listdir(store_base)] == [earlier.version]
+    assert _store_snapshot(earlier.path) == earlier_files
+
+
+def test_publication_order_puts_saved_model_pb_then_the_record_last():
+    files = [PUSH_RECORD, "saved_model.pb", "variables/variables.index", "fingerprint.pb"]
+
+    assert pusher_executor.publication_order(files) == [
+        "fingerprint.pb",
+        "variables/variables.index",
+        "saved_model.pb",
+        PUSH_RECORD,
+    ]
