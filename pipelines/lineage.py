@@ -258,7 +258,7 @@ def _trace(store, runs_dir: str, kind: str, artifact, push_execution) -> Lineage
         }
     if compressor is not None:
         device_model = _single_input(store, push_execution.id, "device_model")
-        lineage.device_model = _device_report(device_model.uri)
+        lineage.device_model = device_model_report(device_model.uri)
     return lineage
 
 
@@ -298,14 +298,24 @@ def _summary(runs_dir: str, run_id: str) -> dict:
         return json.load(handle)
 
 
-def _device_report(device_model_uri: str) -> dict:
+def device_model_report(device_model_uri: str) -> dict:
+    """The Compressor's chosen candidate with its measures, the choice, and where its report and
+    plot are; empty when the model was not blessed, so nothing was compressed.
+
+    Read from `report.json` here rather than through the Compressor's module, which imports TF.
+    """
     path = os.path.join(device_model_uri, "report.json")
     if not os.path.exists(path):
         return {}
     with open(path) as handle:
         report = json.load(handle)
     chosen = [item for item in report["candidates"] if item["recipe"] == report["chosen"]]
-    return {**(chosen[0] if chosen else {}), "report": path}
+    return {
+        **(chosen[0] if chosen else {}),
+        "chosen": report["chosen"],
+        "report": path,
+        "plot": os.path.join(device_model_uri, "report.png"),
+    }
 
 
 def _shown(value) -> str:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from models.files import write_json_atomically
-from pipelines import metadata
+from pipelines import lineage, metadata
 from pipelines.config import ConfigError, PipelineConfig
 
 ACCURACY = "sparse_categorical_accuracy"
@@ -229,19 +229,7 @@ def _read_push(summary: RunSummary, outputs: dict[str, list]) -> None:
 
 def _read_compression(summary: RunSummary, outputs: dict[str, list]) -> None:
     (device_model,) = outputs["device_model"]
-    # The Compressor's report.json; its module is not imported here because it imports TF.
-    report_path = os.path.join(device_model.uri, "report.json")
-    if not os.path.exists(report_path):  # the model was not blessed, so nothing was compressed
-        return
-    with open(report_path) as handle:
-        report = json.load(handle)
-    chosen = [item for item in report["candidates"] if item["recipe"] == report["chosen"]]
-    summary.device_model = {
-        **(chosen[0] if chosen else {}),
-        "chosen": report["chosen"],
-        "report": report_path,
-        "plot": os.path.join(device_model.uri, "report.png"),
-    }
+    summary.device_model = lineage.device_model_report(device_model.uri)
 
 
 def _read_device_push(summary: RunSummary, outputs: dict[str, list]) -> None:
