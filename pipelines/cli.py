@@ -201,11 +201,12 @@ def _run_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
 
 def _print_summary(summary) -> None:
     print(f"\nRun {summary.run_id}: {summary.status} in {summary.total_seconds:.1f} s")
-    print(f"  {'stage':<22} {'status':<9} {'seconds':>8}")
+    width = max(len(stage) for stage in ("stage", *summary.stage_states))
+    print(f"  {'stage':<{width}} {'status':<9} {'seconds':>8}")
     for stage, state in summary.stage_states.items():
         seconds = summary.stage_seconds.get(stage)
         shown = f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
-        print(f"  {stage:<22} {state:<9} {shown}")
+        print(f"  {stage:<{width}} {state:<9} {shown}")
     if summary.error:
         print(f"  error: {summary.error}")
     if "test_accuracy" in summary.metrics:

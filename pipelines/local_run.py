@@ -63,11 +63,11 @@ class _StageEvents(logging.Handler):
         if record.msg == "Component %s is running.":
             (node_id,) = record.args
             self._started[node_id] = time.monotonic()
-            self._progress(f"  {node_id:<22} running")
+            self._progress(f"  {node_id:<24} running")
         elif record.msg == "Component %s is finished.":
             (node_id,) = record.args
             self._seconds[node_id] = time.monotonic() - self._started.pop(node_id)
-            self._progress(f"  {node_id:<22} done in {self._seconds[node_id]:.1f} s")
+            self._progress(f"  {node_id:<24} done in {self._seconds[node_id]:.1f} s")
 
 
 @contextmanager

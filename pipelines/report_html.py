@@ -272,11 +272,15 @@ def _tuner_section(report: RunReport) -> str:
         (
             _text(trial.get("trial_id", "")),
             _number(trial.get("score", ""), 4),
-            *(_text(trial.get(name, "")) for name in names),
+            *(_hyperparameter(trial.get(name, "")) for name in names),
         )
         for trial in sorted(report.tuner_trials, key=lambda item: -item.get("score", 0))
     ]
     return _table(["trial", "score", *names], rows)
+
+
+def _hyperparameter(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else _text(value)
 
 
 def _training_section(report: RunReport) -> str:
