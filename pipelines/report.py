@@ -45,7 +45,6 @@ class RunReport:
     """Everything the HTML report shows; a section is empty when its stage did not run."""
 
     run_id: str
-    home: str
     summary: dict
     stages: list[StageView]
     statistics: dict[str, list[FeatureView]] = field(default_factory=dict)
@@ -79,7 +78,7 @@ def collect(home: str, run_id: str | None = None, *, label_key: str = "label") -
     if os.path.exists(summary_path):
         with open(summary_path) as handle:
             summary = json.load(handle)
-    report = RunReport(run_id=run.run_id, home=home, summary=summary, stages=_stages(store, run))
+    report = RunReport(run_id=run.run_id, summary=summary, stages=_stages(store, run))
     outputs = {
         stage.node_id: metadata.output_artifacts(store, stage.execution_id)
         for stage in run.stages

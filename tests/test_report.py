@@ -20,7 +20,7 @@ def _report(**values) -> RunReport:
         StageView("Trainer", "failed", 1.5, ("CsvExampleGen", "StatisticsGen")),
     ]
     summary = {"status": "failed", "error": "Trainer: <boom> & more", "pipeline": "digits_cnn"}
-    return RunReport(run_id="run-1", home="/h", summary=summary, stages=stages, **values)
+    return RunReport(run_id="run-1", summary=summary, stages=stages, **values)
 
 
 def test_pipeline_graph_draws_each_stage_below_its_inputs_with_its_state():
