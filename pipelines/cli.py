@@ -490,7 +490,8 @@ def _command_drift(args: argparse.Namespace) -> int:
         report = drift.check(
             args.model,
             log_dir=args.logs or os.path.join(home, "logs"),
-            training_statistics=args.training_stats or drift.latest_training_statistics(home),
+            training_statistics=args.training_stats
+            or drift.latest_training_statistics(home, args.model),
             threshold=args.threshold,
         )
     except drift.DriftError as error:

@@ -52,14 +52,22 @@ class DriftReport:
     compared: tuple[str, ...] = ()
 
 
-def latest_training_statistics(home: str) -> str:
-    """The train split's statistics of the newest StatisticsGen execution in the home.
+def latest_training_statistics(home: str, model: str) -> str:
+    """The train split's statistics of the newest StatisticsGen execution of the pipeline that
+    pushes `model` (a model is named after its pipeline, e.g. `digits_cnn`).
 
     Raises:
         DriftError: If there are none.
     """
     pattern = os.path.join(
-        home, "pipeline_root", "StatisticsGen", "statistics", "*", "Split-train", "FeatureStats.pb"
+        home,
+        "pipeline_root",
+        model,
+        "StatisticsGen",
+        "statistics",
+        "*",
+        "Split-train",
+        "FeatureStats.pb",
     )
     found = glob.glob(pattern)
     if not found:

@@ -24,6 +24,7 @@ def test_there_is_a_notebook_per_built_chapter():
         "01_foundations",
         "02_cnns",
         "07_compression_tflite",
+        "08_serving_monitoring",
     ]
 
 

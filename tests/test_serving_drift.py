@@ -129,12 +129,15 @@ def test_dlforge_drift_refuses_missing_logs_and_too_few_rows(
     )
 
 
-def test_training_statistics_are_the_newest_statistics_gen_output(tmp_path):
-    for execution in ("7", "12"):
-        folder = tmp_path / "pipeline_root" / "StatisticsGen" / "statistics" / execution
+def test_training_statistics_are_the_newest_statistics_gen_output_of_the_models_pipeline(
+    tmp_path,
+):
+    for pipeline, execution in (("digits_cnn", "7"), ("digits_cnn", "12"), ("digits_mlp", "20")):
+        folder = tmp_path / "pipeline_root" / pipeline / "StatisticsGen" / "statistics" / execution
         (folder / "Split-train").mkdir(parents=True)
         (folder / "Split-train" / "FeatureStats.pb").write_bytes(b"")
 
-    assert drift.latest_training_statistics(str(tmp_path)).split(os.sep)[-3] == "12"
+    found = drift.latest_training_statistics(str(tmp_path), "digits_cnn")
+    assert found.split(os.sep)[-6:-2] == ["digits_cnn", "StatisticsGen", "statistics", "12"]
     with pytest.raises(drift.DriftError, match="no training statistics"):
-        drift.latest_training_statistics(str(tmp_path / "empty"))
+        drift.latest_training_statistics(str(tmp_path), "digits_perceptron")
