@@ -287,10 +287,10 @@ def test_unchanged_rerun_pushes_no_new_device_model(runs):
     assert runs.warm.device_model["pushed_path"] == runs.cold.device_model["pushed_path"]
 
 
-def test_lineage_of_a_pushed_version_names_its_run_span_settings_and_evaluation(runs, capsys):
+def test_lineage_of_a_pushed_model_names_its_run_span_settings_and_evaluation(runs, capsys):
     version = runs.user_data.pushed_version
-    assert cli.main(["lineage", version, "--home", runs.config.home]) == 0
-    serving, tflite = capsys.readouterr().out.split("\n\n")
+    assert cli.main(["lineage", runs.user_data.pushed_path, "--home", runs.config.home]) == 0
+    (serving,) = capsys.readouterr().out.strip().split("\n\n")
 
     assert serving.startswith(f"SavedModel for TF Serving, version {version}")
     assert f"trained by run:     {runs.user_data.run_id}" in serving
@@ -305,7 +305,21 @@ def test_lineage_of_a_pushed_version_names_its_run_span_settings_and_evaluation(
     accuracy = runs.user_data.metrics["test_accuracy"]
     assert f"run {runs.user_data.run_id}, blessed, test accuracy {accuracy:.4f}" in serving
     assert f"twin:               {runs.user_data.device_model['pushed_path']}" in serving
-    assert tflite.startswith(f"TFLite model for devices, version {version}")
+
+
+def test_lineage_of_a_version_number_lists_every_model_pushed_with_it(runs, capsys):
+    # Versions are push times in seconds: the TFLite twin has the same number when both pushes
+    # fell in one second, and then both are listed.
+    tflite_version = os.path.basename(runs.user_data.device_model["pushed_path"])
+    assert cli.main(["lineage", tflite_version, "--home", runs.config.home]) == 0
+    blocks = capsys.readouterr().out.strip().split("\n\n")
+
+    headers = sorted(block.splitlines()[0] for block in blocks)
+    expected = [f"TFLite model for devices, version {tflite_version}: "]
+    if tflite_version == runs.user_data.pushed_version:
+        expected.insert(0, f"SavedModel for TF Serving, version {tflite_version}: ")
+    assert [header.split("/")[0] for header in headers] == expected
+    (tflite,) = [block for block in blocks if block.startswith("TFLite")]
     assert f"twin:               {runs.user_data.pushed_path}" in tflite
 
 
