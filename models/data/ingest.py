@@ -137,14 +137,20 @@ def read_tfrecord_rows(path: str, columns: Sequence[str]) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+def _layout_problems(
+    noun: str, *, missing: list[str], unexpected: list[str], duplicated: Sequence[str] = ()
+) -> list[str]:
+    """What is wrong with a file's set of columns (or a record's features), in words."""
+    kinds = (("missing", missing), ("unexpected", unexpected), ("duplicated", duplicated))
+    return [f"{kind} {noun}(s) {', '.join(names)}" for kind, names in kinds if names]
+
+
 def _example_row(path: str, number: int, features, columns: Sequence[str]) -> list[int]:
-    missing = [name for name in columns if name not in features]
-    unexpected = sorted(name for name in features if name not in columns)
-    problems = []
-    if missing:
-        problems.append(f"missing feature(s) {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected feature(s) {', '.join(unexpected)}")
+    problems = _layout_problems(
+        "feature",
+        missing=[name for name in columns if name not in features],
+        unexpected=sorted(name for name in features if name not in columns),
+    )
     if problems:
         raise IngestError(
             f"{path}, record {number}: the example has {'; '.join(problems)}; expected exactly "
@@ -217,16 +223,12 @@ def read_csv_rows(path: str, columns: Sequence[str]) -> np.ndarray:
 
 
 def _check_header(path: str, header: list[str], columns: Sequence[str]) -> None:
-    duplicated = sorted({name for name in header if header.count(name) > 1})
-    missing = [name for name in columns if name not in header]
-    unexpected = [name for name in header if name not in columns]
-    problems = []
-    if missing:
-        problems.append(f"missing column(s) {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected column(s) {', '.join(unexpected)}")
-    if duplicated:
-        problems.append(f"duplicated column(s) {', '.join(duplicated)}")
+    problems = _layout_problems(
+        "column",
+        missing=[name for name in columns if name not in header],
+        unexpected=[name for name in header if name not in columns],
+        duplicated=sorted({name for name in header if header.count(name) > 1}),
+    )
     if problems:
         raise IngestError(
             f"{path}, line 1: the header has {'; '.join(problems)}; expected exactly the "
