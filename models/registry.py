@@ -1,21 +1,59 @@
-"""The registry of model families: family name -> module with the family surface."""
+"""The registry of model families: family name -> card (what it is) and module (how to build it).
+
+The cards are plain data, so listing families (`dlforge families`) does not import TensorFlow;
+the module is imported on first use.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
 
-# Module paths, imported on first use so that listing names does not import TensorFlow.
-FAMILIES: dict[str, str] = {
-    "perceptron": "models.families.perceptron",
-    "mlp": "models.families.mlp",
-    "cnn": "models.families.cnn",
+
+@dataclass(frozen=True)
+class FamilyCard:
+    """What a model family is, as `dlforge families` shows it.
+
+    Attributes:
+        module: Dotted path of the module with the family surface (see `models.families`).
+        pipeline: The dlforge pipeline that trains it, e.g. "digits".
+        task: Name of the task it is built for (`models.tasks.TASKS`).
+        metric: The metric it is judged by on its test split, e.g. "accuracy", "rmse".
+        tflite_signature: The serving signature that converts to a builtin-ops TFLite model, or
+            "" when none does.
+        tflite_note: Why there is no TFLite model, when `tflite_signature` is "".
+    """
+
+    module: str
+    pipeline: str
+    task: str
+    metric: str
+    tflite_signature: str = ""
+    tflite_note: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.tflite_signature) == bool(self.tflite_note):
+            raise ValueError(
+                "Expected either a tflite_signature or a tflite_note saying why there is none, "
+                f"received {self.tflite_signature!r} and {self.tflite_note!r}."
+            )
+
+
+FAMILIES: dict[str, FamilyCard] = {
+    "perceptron": FamilyCard(
+        "models.families.perceptron", "digits", "digits", "accuracy", "serving_dense"
+    ),
+    "mlp": FamilyCard("models.families.mlp", "digits", "digits", "accuracy", "serving_dense"),
+    "cnn": FamilyCard("models.families.cnn", "digits", "digits", "accuracy", "serving_dense"),
 }
 
 
-def family_names() -> list[str]:
-    """The registered family names, sorted."""
-    return sorted(FAMILIES)
+def family_names(pipeline: str | None = None) -> list[str]:
+    """The registered family names, sorted; only those of `pipeline` when given."""
+    return sorted(
+        name for name, card in FAMILIES.items() if pipeline is None or card.pipeline == pipeline
+    )
 
 
 def check_family(name: str) -> None:
@@ -28,14 +66,23 @@ def check_family(name: str) -> None:
         raise ValueError(f"Expected a model family in {family_names()}, received {name!r}.")
 
 
+def get_card(name: str) -> FamilyCard:
+    """Returns the card of a family.
+
+    Raises:
+        ValueError: If `name` is not registered; the message lists the valid names.
+    """
+    check_family(name)
+    return FAMILIES[name]
+
+
 def get_family(name: str) -> ModuleType:
     """Returns the module of a model family.
 
     Raises:
         ValueError: If `name` is not registered; the message lists the valid names.
     """
-    check_family(name)
-    return importlib.import_module(FAMILIES[name])
+    return importlib.import_module(get_card(name).module)
 
 
 def make_hyperparameters(family: str, overrides: dict | None = None):

@@ -42,8 +42,9 @@ class TrainerSettings:
     """How a model is searched for and trained.
 
     Attributes:
-        task: Task name (see `models.tasks`).
-        family: Model family name (see `models.registry`).
+        task: Task name (see `models.tasks`); "" takes the family's task.
+        family: Model family name (see `models.registry`); "" leaves the choice to the
+            pipeline (its default family), which fills it in.
         hyperparameters: Fixed values for some of the family's hyper-parameters; the tuner
             searches the rest, and training without tuning takes the family defaults for them.
         batch_size: Global batch size (split across replicas).
@@ -57,8 +58,8 @@ class TrainerSettings:
         seed: Seed of weights, shuffling and the search.
     """
 
-    task: str = "digits"
-    family: str = "cnn"
+    task: str = ""
+    family: str = ""
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     batch_size: int = 64
     epochs: int = 20
@@ -71,8 +72,17 @@ class TrainerSettings:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        registry.check_family(self.family)
-        tasks.get_task(self.task)
+        if self.family:
+            card = registry.get_card(self.family)
+            if not self.task:
+                object.__setattr__(self, "task", card.task)
+            elif self.task != card.task:
+                raise ValueError(
+                    f"Expected task {card.task!r} for family {self.family!r} (or none), "
+                    f"received {self.task!r}."
+                )
+        if self.task:
+            tasks.get_task(self.task)
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"Expected a strategy in {list(STRATEGIES)}, received {self.strategy!r}."

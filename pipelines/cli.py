@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a pipeline locally (LocalDagRunner)")
     run.add_argument("pipeline", help=f"pipeline to run, one of {list(config_lib.PIPELINES)}")
     run.add_argument(
-        "--model", help=f"model family, one of {registry.family_names()} (default: cnn)"
+        "--model",
+        help="model family of the pipeline (`dlforge families`; default: the pipeline's own)",
     )
     run.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
     run.add_argument("--config", help="TOML config file (see configs/)")
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     compile_command.add_argument(
         "--home", required=True, help="remote dlforge home (data, schema, pushed models) URI"
     )
-    compile_command.add_argument("--model", help="model family (default: cnn)")
+    compile_command.add_argument(
+        "--model", help="model family of the pipeline (default: the pipeline's own)"
+    )
     compile_command.add_argument("--config", help="TOML config file (see configs/)")
     compile_command.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
 
@@ -107,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--home", help="home whose latest blessed model gives the drift baseline")
     validate.add_argument("--verbose", action="store_true", help="show TFDV and GX logs")
+
+    commands.add_parser(
+        "families", help="list the model families: pipeline, task, metric, TFLite or why not"
+    )
 
     runs = commands.add_parser("runs", help="list past runs from ML Metadata, newest first")
     runs.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
@@ -326,6 +333,30 @@ def _command_validate(args: argparse.Namespace) -> int:
     return validate.run(args.data, _home(args.home), seed=seed)
 
 
+def _command_families(args: argparse.Namespace) -> int:
+    from pipelines import catalog
+
+    rows = [
+        (name, card.pipeline, card.task, card.metric, card.tflite_signature or "no")
+        for name, card in sorted(registry.FAMILIES.items(), key=lambda item: item[1].pipeline)
+    ]
+    header = ("family", "pipeline", "task", "metric", "TFLite")
+    widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
+    for row in (header, *rows):
+        print(
+            "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+        )
+    notes = [(name, card) for name, card in sorted(registry.FAMILIES.items()) if card.tflite_note]
+    if notes:
+        print("\nNo TFLite model:")
+        for name, card in notes:
+            print(f"  {name}: {card.tflite_note}")
+    print("\nPipelines (default family):")
+    for name, entry in catalog.PIPELINES.items():
+        print(f"  {name} ({entry.default_family}): {entry.summary}")
+    return 0
+
+
 def _command_runs(args: argparse.Namespace) -> int:
     from pipelines import metadata
     from pipelines.local_run import read_summary
@@ -510,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "compile": _command_compile,
             "submit": _command_submit,
             "edge": _command_edge,
+            "families": _command_families,
             "runs": _command_runs,
             "validate": _command_validate,
             "artifacts": _command_artifacts,

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models import registry
 from models.settings import CompressionSettings, TrainerSettings, check_field_types
+from pipelines import catalog
 
-PIPELINES = ("digits",)
+PIPELINES = tuple(catalog.PIPELINES)
 DEFAULT_HOME = "dlforge_home"
 
 
@@ -26,10 +28,13 @@ class EvaluationConfig:
         min_accuracy: Lowest accuracy on the test split that is blessed.
         max_accuracy_drop: Largest accuracy drop against the latest blessed model that is still
             blessed (absolute, e.g. 0.01 is one point).
+        max_error_rise: Regression: largest rise of the root mean squared error against the
+            latest blessed model's that is still blessed (relative, e.g. 0.05 is 5%).
     """
 
     min_accuracy: float = 0.95
     max_accuracy_drop: float = 0.01
+    max_error_rise: float = 0.05
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -38,6 +43,8 @@ class EvaluationConfig:
                 "Expected min_accuracy and max_accuracy_drop in [0, 1], received "
                 f"{self.min_accuracy} and {self.max_accuracy_drop}."
             )
+        if self.max_error_rise < 0:
+            raise ConfigError(f"Expected max_error_rise >= 0, received {self.max_error_rise}.")
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,7 @@ class PipelineConfig:
     """Everything a pipeline run needs.
 
     Attributes:
-        pipeline: Which pipeline ("digits").
+        pipeline: Which pipeline (`pipelines.catalog.PIPELINES`).
         home: Folder of the data, pipeline root, ML Metadata, pushed models and run summaries.
         data_path: A CSV file or folder of them to ingest as the next span of raw data before
             the run; empty to use the data already in the home (the embedded data set at first).
@@ -181,7 +188,8 @@ class PipelineConfig:
         tuner_steps_per_epoch: Steps of one epoch of a tuner trial.
         data_seed: Seed of the train/eval/test split of the embedded data.
         beam_args: Apache Beam pipeline arguments of the Beam-based stages.
-        trainer: Model family, search and training settings.
+        trainer: Model family, search and training settings; with no family, the pipeline's
+            default family.
         evaluation: Blessing thresholds.
         compression: How the device (TFLite) model is made and blessed.
         kubeflow: Beam runner and per-stage resources of a compiled run.
@@ -207,6 +215,17 @@ class PipelineConfig:
         if self.pipeline not in PIPELINES:
             raise ConfigError(
                 f"Expected a pipeline in {list(PIPELINES)}, received {self.pipeline!r}."
+            )
+        if not self.trainer.family:
+            family = catalog.get_pipeline(self.pipeline).default_family
+            trainer = dataclasses.replace(self.trainer, family=family)
+            object.__setattr__(self, "trainer", trainer)
+        card = registry.get_card(self.trainer.family)
+        if card.pipeline != self.pipeline:
+            raise ConfigError(
+                f"Expected a model family of pipeline {self.pipeline!r} among "
+                f"{registry.family_names(self.pipeline)}, received {self.trainer.family!r} "
+                f"(a family of pipeline {card.pipeline!r})."
             )
         for name in ("train_steps", "tuner_steps_per_epoch"):
             if getattr(self, name) < 1:

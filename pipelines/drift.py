@@ -16,7 +16,9 @@ import os
 import re
 from dataclasses import dataclass
 
-SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schemas", "digits", "schema.pbtxt")
+from pipelines import catalog
+
+SCHEMA_FILE = catalog.get_pipeline("digits").schema_file
 DENSE_FEATURE = "inputs"
 DEFAULT_THRESHOLD = 0.3
 # TFDV's histogram-based Jensen-Shannon divergence is degenerate on a feature that is nearly

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines import catalog
 from pipelines.config import PipelineConfig
 
 # The whole ExecutorInput, as the launcher substitutes it into a container's args.
@@ -380,13 +381,14 @@ def prepare_home(config: PipelineConfig) -> None:
 
     On Kubeflow or Vertex the same two things are uploaded to the remote home.
     """
-    from pipelines import digits
     from pipelines.local_run import prepare_data
 
+    entry = catalog.get_pipeline(config.pipeline)
     prepare_data(config)
-    schema_dir = os.path.join(config.home, "schemas", config.pipeline)
-    os.makedirs(schema_dir, exist_ok=True)
-    shutil.copyfile(digits.SCHEMA_FILE, os.path.join(schema_dir, "schema.pbtxt"))
+    if entry.data_module:
+        schema_dir = os.path.join(config.home, "schemas", config.pipeline)
+        os.makedirs(schema_dir, exist_ok=True)
+        shutil.copyfile(entry.schema_file, os.path.join(schema_dir, "schema.pbtxt"))
 
 
 def run_compiled(

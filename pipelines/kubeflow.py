@@ -20,7 +20,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
 from models.files import write_json_atomically
-from pipelines import digits
+from pipelines import catalog
 from pipelines.config import PipelineConfig, StageResources
 
 # Where each target can keep the pipeline root (and the home): Vertex AI only on Cloud Storage,
@@ -264,10 +264,17 @@ def normalized_json(document: dict[str, Any]) -> str:
 def _remote_pipeline(
     config: PipelineConfig, pipeline_root: str, trainer_job: dict[str, Any] | None
 ) -> tfx.dsl.Pipeline:
+    entry = catalog.get_pipeline(config.pipeline)
+    # The curated schema is read from the remote home, where it is uploaded beside the data.
+    schema = (
+        {"schema_file": posixpath.join(config.home, "schemas", config.pipeline, "schema.pbtxt")}
+        if entry.data_module
+        else {}
+    )
     # KFP pipeline names match [a-z0-9][a-z0-9-]*; the orchestrator brings its own ML Metadata.
-    return digits.create_pipeline(
+    return entry.wiring_module().create_pipeline(
         config,
-        schema_file=posixpath.join(config.home, "schemas", config.pipeline, "schema.pbtxt"),
+        **schema,
         pipeline_name=config.pipeline_name.replace("_", "-"),
         pipeline_root=pipeline_root,
         local_metadata=False,

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from models.files import write_json_atomically
-from pipelines import lineage, metadata
+from pipelines import catalog, lineage, metadata
 from pipelines.config import ConfigError, PipelineConfig
 
 ACCURACY = "sparse_categorical_accuracy"
@@ -93,28 +93,38 @@ def prepare_data(config: PipelineConfig) -> str | None:
     embedded data set as span 0 when the home has no data yet.
 
     Returns:
-        A line saying what was done, or None when the data was already in place.
+        A line saying what was done, or None when the data was already in place (or the
+        pipeline reads no data set).
 
     Raises:
         IngestError: If the user's files are not acceptable; nothing is written then.
+        ConfigError: If the pipeline does not take the user's data.
     """
-    from models.data import digits, ingest
+    from models.data import ingest
 
+    entry = catalog.get_pipeline(config.pipeline)
     if config.data_path:
+        if not entry.user_data:
+            taking = [name for name, item in catalog.PIPELINES.items() if item.user_data]
+            raise ConfigError(
+                f"Expected --data only for the pipelines that ingest a user's rows ({taking}), "
+                f"received it for {config.pipeline!r}, which trains on its embedded data."
+            )
+        data = entry.data()
         span = ingest.add_span(
             config.data_path,
             config.data_dir,
-            (*digits.PIXEL_KEYS, digits.LABEL_KEY),
-            lambda rows, folder: digits.write_splits(
+            data.COLUMNS,
+            lambda rows, folder: data.write_splits(
                 folder, seed=config.data_seed, arrays=(rows[:, :-1], rows[:, -1])
             ),
         )
         if not span.added:
             return f"{config.data_path} holds the rows of span {span.number}: no new span"
         return f"ingested {span.rows} rows from {config.data_path} as span {span.number}"
-    if ingest.span_numbers(config.data_dir):
+    if not entry.data_module or ingest.span_numbers(config.data_dir):
         return None
-    digits.write_splits(ingest.span_dir(config.data_dir, 0), seed=config.data_seed)
+    entry.data().write_splits(ingest.span_dir(config.data_dir, 0), seed=config.data_seed)
     return f"wrote the embedded {config.pipeline} data to {config.data_dir} as span 0"
 
 
@@ -170,8 +180,6 @@ def run_pipeline(config: PipelineConfig, progress: Progress = print) -> RunSumma
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.portable import runtime_parameter_utils
 
-    from pipelines.digits import create_pipeline
-
     summary = RunSummary(
         pipeline=config.pipeline_name,
         model_family=config.trainer.family,
@@ -179,6 +187,7 @@ def run_pipeline(config: PipelineConfig, progress: Progress = print) -> RunSumma
         code_version=code_version(),
     )
     started = time.monotonic()
+    create_pipeline = catalog.get_pipeline(config.pipeline).wiring_module().create_pipeline
     ir = compiler.Compiler().compile(create_pipeline(config))
     runtime_parameter_utils.substitute_runtime_parameter(
         ir, {compiler_constants.PIPELINE_RUN_ID_PARAMETER_NAME: summary.run_id}

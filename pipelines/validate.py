@@ -23,14 +23,13 @@ import numpy as np
 
 from components.gx_validator.suite import SuiteRules, build_suite
 from models.data import digits, ingest
-from pipelines import metadata
+from pipelines import catalog, metadata
 
 if TYPE_CHECKING:  # The executors import TensorFlow: only once the files were read.
     from components.anomaly_gate.executor import Finding
 
-EXPECTATIONS_DIR = os.path.join(os.path.dirname(__file__), "expectations")
-SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schemas", "digits", "schema.pbtxt")
-SUITE_FILE = os.path.join(EXPECTATIONS_DIR, "digits.json")
+SCHEMA_FILE = catalog.get_pipeline("digits").schema_file
+SUITE_FILE = catalog.get_pipeline("digits").suite_file
 SUITE_NAME = "digits"
 # The domain rules of digits beside its schema. 100 rows per split keep the noise of the drift
 # and skew statistics below the comparators' thresholds (the embedded data has 270 in its
@@ -44,7 +43,7 @@ SUITE_RULES = SuiteRules(
     label=digits.LABEL_KEY,
     max_label_divergence=0.1,
 )
-COLUMNS = (*digits.PIXEL_KEYS, digits.LABEL_KEY)
+COLUMNS = digits.COLUMNS
 SCHEMA_CHECK = "schema (TFDV)"
 SUITE_CHECK = "expectations (Great Expectations)"
 DRIFT_CHECK = "drift"

@@ -14,7 +14,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, sche
 
 from models import preprocessing
 from models.data import digits
-from pipelines.digits import SCHEMA_FILE
+from pipelines.validate import SCHEMA_FILE
 
 
 def raw_schema() -> schema_pb2.Schema:

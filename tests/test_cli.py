@@ -120,6 +120,7 @@ def test_dlforge_help_exits_zero_and_lists_the_commands():
         "compile",
         "drift",
         "edge",
+        "families",
         "lineage",
         "predict",
         "report",
@@ -130,6 +131,26 @@ def test_dlforge_help_exits_zero_and_lists_the_commands():
         "tensorboard",
         "validate",
     ]
+
+
+def test_families_lists_every_registered_family_without_importing_tensorflow():
+    from models import registry
+
+    script = (
+        "import sys; from pipelines import cli; code = cli.main(['families']); "
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "0 False"
+    assert lines[0].split() == ["family", "pipeline", "task", "metric", "TFLite"]
+    rows = {line.split()[0]: line.split() for line in lines[1 : len(registry.FAMILIES) + 1]}
+    for name, card in registry.FAMILIES.items():
+        assert rows[name][1:4] == [card.pipeline, card.task, card.metric]
+        assert rows[name][4] == (card.tflite_signature or "no")
+    assert "  digits (cnn): " in result.stdout
 
 
 def test_config_errors_are_reported_before_tensorflow_is_imported():

@@ -42,7 +42,8 @@ def test_defaults_are_a_valid_digits_cnn_config():
     config = PipelineConfig()
 
     assert config.pipeline == "digits"
-    assert config.trainer == TrainerSettings()
+    assert config.trainer == TrainerSettings(family="cnn")
+    assert config.trainer.task == "digits"
     assert config.evaluation == EvaluationConfig()
     assert config.pipeline_name == "digits_cnn"
 
@@ -149,6 +150,25 @@ def test_a_non_table_trainer_value_raises_config_error():
 def test_unknown_pipeline_raises_config_error_naming_it():
     with pytest.raises(ConfigError, match="received 'images'"):
         PipelineConfig(pipeline="images")
+
+
+def test_the_pipeline_picks_its_default_family_when_the_config_names_none():
+    assert TrainerSettings().family == ""
+    assert PipelineConfig(pipeline="digits").trainer.family == "cnn"
+
+
+def test_a_family_of_another_pipeline_raises_config_error_naming_both(monkeypatch):
+    from models import registry
+
+    card = registry.FamilyCard("models.families.mlp", "elsewhere", "digits", "accuracy", "x")
+    monkeypatch.setitem(registry.FAMILIES, "foreign", card)
+    with pytest.raises(ConfigError, match="pipeline 'digits'.*received 'foreign'.*'elsewhere'"):
+        PipelineConfig(trainer=TrainerSettings(family="foreign"))
+
+
+def test_a_task_that_is_not_the_familys_raises():
+    with pytest.raises(ValueError, match="Expected task 'digits' for family 'mlp'"):
+        TrainerSettings(family="mlp", task="other")
 
 
 def test_names_and_serving_dir_derive_from_pipeline_and_family(tmp_path):

@@ -26,8 +26,8 @@ from models.data import digits
 from models.settings import TrainerSettings
 from pipelines import cli, metadata
 from pipelines.config import EvaluationConfig, PipelineConfig
-from pipelines.digits import SCHEMA_FILE
 from pipelines.local_run import RunSummary, run_pipeline
+from pipelines.validate import SCHEMA_FILE
 from tests import fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

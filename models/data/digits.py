@@ -18,6 +18,8 @@ import numpy as np
 
 PIXEL_KEYS: tuple[str, ...] = tuple(f"pixel_{index:02d}" for index in range(64))
 LABEL_KEY = "label"
+# The columns of a raw CSV row, in order.
+COLUMNS: tuple[str, ...] = (*PIXEL_KEYS, LABEL_KEY)
 NUM_CLASSES = 10
 IMAGE_SHAPE = (8, 8, 1)
 PIXEL_MAX = 16
@@ -80,7 +82,7 @@ def write_csv(path: str, pixels: np.ndarray, labels: np.ndarray) -> None:
     """Writes rows of pixels and labels to a CSV file with a header line."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*PIXEL_KEYS, LABEL_KEY])
+        writer.writerow(COLUMNS)
         for row, label in zip(pixels, labels, strict=True):
             writer.writerow([*(int(value) for value in row), int(label)])
 

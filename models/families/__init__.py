@@ -1,7 +1,13 @@
 """Model families, one module each, all with the same surface.
 
-Each module exposes:
+Each family is registered in `models.registry.FAMILIES` with its card (pipeline, task, metric,
+TFLite signature), and its module exposes:
     make_model(spec, *, <explicit hyper-parameters>) -> a compiled keras.Model
     search_space(hp) -> dict of the tunable values (with their defaults) for make_model
     build_model(hp, spec) -> make_model(spec, **search_space(hp))
+    sample_batch(spec, size, seed) -> (inputs, targets): a tiny batch of the task's model inputs
+        (after any preprocessing) on which `model.train_on_batch(inputs, targets)` trains a step
+    model_signatures(model, spec) -> {name: ConcreteFunction}: the signatures the family serves,
+        over model inputs (dense tensors); the card's `tflite_signature` is one of them
+The contract test (tests/test_family_contract.py) checks every registered family against this.
 """

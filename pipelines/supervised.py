@@ -1,4 +1,4 @@
-"""The digits pipeline: wiring of TFX components only."""
+"""The supervised pipelines (digits, co2, ...): wiring of TFX components only."""
 
 from __future__ import annotations
 
@@ -19,14 +19,27 @@ from components.drift_gate.component import DriftGate
 from components.gx_validator.component import GxValidator
 from components.pusher import executor as pusher_executor
 from components.tflite_pusher.component import TFLitePusher
-from models.data import digits, ingest
+from models import tasks
+from models.data import ingest
 from models.settings import SETTINGS_KEY
+from pipelines.catalog import get_pipeline
 from pipelines.config import PipelineConfig
-from pipelines.validate import SCHEMA_FILE, SUITE_FILE, load_suite
+from pipelines.validate import load_suite
+
+# The regression models' output (models.export) that TFMA scores.
+REGRESSION_OUTPUT = "forecast"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """The Evaluator's metrics on the test split and the thresholds that bless a model."""
+    if get_pipeline(config.pipeline).evaluation == "regression":
+        return _regression_eval_config(config)
+    return _classification_eval_config(config)
+
+
+def _classification_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Accuracy on the test split, overall and per label, with the blessing thresholds."""
+    label_key = tasks.get_task(config.trainer.task).label_key
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(
             lower_bound={"value": config.evaluation.min_accuracy}
@@ -40,11 +53,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         model_specs=[
             tfma.ModelSpec(
                 signature_name="serving_default",
-                label_key=digits.LABEL_KEY,
+                label_key=label_key,
                 prediction_key="probabilities",
             )
         ],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[digits.LABEL_KEY])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[label_key])],
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
@@ -67,6 +80,41 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def _regression_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Root mean squared error and mean absolute error on the test split.
+
+    A model is blessed when its error is not more than `max_error_rise` (relative) above the
+    latest blessed model's; whether it beats the naive forecast is the BaselineGate's call.
+    """
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=tasks.get_task(config.trainer.task).label_key,
+                prediction_key=REGRESSION_OUTPUT,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="MeanAbsoluteError"),
+                    tfma.MetricConfig(
+                        class_name="RootMeanSquaredError",
+                        threshold=tfma.MetricThreshold(
+                            change_threshold=tfma.GenericChangeThreshold(
+                                direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                                relative={"value": config.evaluation.max_error_rise},
+                            )
+                        ),
+                    ),
+                ]
+            )
+        ],
+    )
+
+
 def _absolute(path: str) -> str:
     """A local path made absolute; a URI (gs://, s3://) is kept, abspath would mangle it."""
     return path if "://" in path else os.path.abspath(path)
@@ -74,21 +122,24 @@ def _absolute(path: str) -> str:
 
 def create_pipeline(
     config: PipelineConfig,
-    schema_file: str = SCHEMA_FILE,
-    suite_file: str = SUITE_FILE,
+    schema_file: str | None = None,
+    suite_file: str | None = None,
     *,
     pipeline_name: str | None = None,
     pipeline_root: str | None = None,
     local_metadata: bool = True,
     trainer_job: Mapping[str, Any] | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Builds the digits pipeline: ingest -> validate -> transform -> tune -> train -> evaluate
-    -> push the SavedModel; compress -> push the TFLite model.
+    """Builds a supervised pipeline: ingest -> validate -> transform -> tune -> train -> evaluate
+    -> push the SavedModel; and where the pipeline has a device model, compress -> push the
+    TFLite model.
 
     Args:
         config: The run's configuration.
-        schema_file: Curated schema of the raw data, with its drift and skew comparators.
-        suite_file: Great Expectations suite of the raw data (JSON, derived from the schema).
+        schema_file: Curated schema of the raw data, with its drift and skew comparators;
+            defaults to the pipeline's own.
+        suite_file: Great Expectations suite of the raw data (JSON, derived from the schema);
+            defaults to the pipeline's own.
         pipeline_name: Defaults to `config.pipeline_name`; Kubeflow needs [a-z0-9-] names.
         pipeline_root: Defaults to `config.pipeline_root`.
         local_metadata: Whether ML Metadata is SQLite at `config.metadata_path` (whose folder is
@@ -99,12 +150,15 @@ def create_pipeline(
     Returns:
         The TFX pipeline, with caching on.
     """
+    entry = get_pipeline(config.pipeline)
+    schema_file = schema_file or entry.schema_file
+    suite_file = suite_file or entry.suite_file
     example_gen = tfx.components.CsvExampleGen(
         input_base=_absolute(config.data_dir),
         input_config=tfx.proto.Input(
             splits=[
                 tfx.proto.Input.Split(name=name, pattern=f"{ingest.SPAN_PREFIX}{{SPAN}}/{name}/*")
-                for name in digits.SPLIT_NAMES
+                for name in entry.data().SPLIT_NAMES
             ]
         ),
     )
@@ -140,7 +194,7 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        preprocessing_fn="models.preprocessing.preprocessing_fn",
+        preprocessing_fn=entry.preprocessing_fn,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
     )
     transform.add_upstream_node(anomaly_gate)
@@ -199,6 +253,7 @@ def create_pipeline(
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=eval_config(config),
     )
+    components += [trainer, baseline_resolver, evaluator]
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -209,22 +264,24 @@ def create_pipeline(
         ),
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
     )
-    compressor = Compressor(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        examples=example_gen.outputs["examples"],
-        transformed_examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        task=config.trainer.task,
-        settings=json.dumps(config.compression.to_dict(), sort_keys=True),
-        batch_size=config.trainer.batch_size,
-    )
-    tflite_pusher = TFLitePusher(
-        device_model=compressor.outputs["device_model"],
-        device_blessing=compressor.outputs["device_blessing"],
-        base_directory=_absolute(config.tflite_dir),
-    )
-    components += [trainer, baseline_resolver, evaluator, pusher, compressor, tflite_pusher]
+    components.append(pusher)
+    if entry.device_model:
+        compressor = Compressor(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            examples=example_gen.outputs["examples"],
+            transformed_examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            task=config.trainer.task,
+            settings=json.dumps(config.compression.to_dict(), sort_keys=True),
+            batch_size=config.trainer.batch_size,
+        )
+        tflite_pusher = TFLitePusher(
+            device_model=compressor.outputs["device_model"],
+            device_blessing=compressor.outputs["device_blessing"],
+            base_directory=_absolute(config.tflite_dir),
+        )
+        components += [compressor, tflite_pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name or config.pipeline_name,
         pipeline_root=_absolute(pipeline_root or config.pipeline_root),

@@ -1,0 +1,91 @@
+"""The pipelines dlforge runs: the data each reads, its default family and its wiring.
+
+Plain data, so the CLI lists and checks pipelines without importing TensorFlow or TFX.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+PIPELINES_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass(frozen=True)
+class PipelineEntry:
+    """One pipeline.
+
+    Attributes:
+        name: Pipeline name, e.g. "digits"; its models are named `<name>_<family>`.
+        wiring: Module with `create_pipeline(config, *, pipeline_name, pipeline_root,
+            local_metadata, trainer_job)`, which builds the TFX pipeline.
+        default_family: The model family (or agent) trained when the config names none.
+        summary: One line on what it learns from which data.
+        data_module: Module that writes the embedded data set as span 0 (`write_splits(folder,
+            seed=...)`, `SPLIT_NAMES`); "" when the pipeline reads no data set (an agent plays
+            an environment).
+        preprocessing_fn: Dotted path of the Transform `preprocessing_fn`.
+        evaluation: How the Evaluator judges a model: "classification" (accuracy) or
+            "regression" (root mean squared error).
+        device_model: Whether the pipeline compresses the blessed model and pushes a TFLite twin.
+        user_data: Whether `--data` may add a span of the user's rows (its ingest checks exist).
+    """
+
+    name: str
+    wiring: str
+    default_family: str
+    summary: str
+    data_module: str = ""
+    preprocessing_fn: str = ""
+    evaluation: str = "classification"
+    device_model: bool = False
+    user_data: bool = False
+
+    @property
+    def schema_file(self) -> str:
+        """The curated schema of the raw data (with drift and skew comparators)."""
+        return os.path.join(PIPELINES_DIR, "schemas", self.name, "schema.pbtxt")
+
+    @property
+    def suite_file(self) -> str:
+        """The Great Expectations suite of the raw data, derived from the schema."""
+        return os.path.join(PIPELINES_DIR, "expectations", f"{self.name}.json")
+
+    def data(self) -> ModuleType:
+        """The data module (imports it)."""
+        return importlib.import_module(self.data_module)
+
+    def wiring_module(self) -> ModuleType:
+        """The wiring module (imports TFX)."""
+        return importlib.import_module(self.wiring)
+
+
+PIPELINES: dict[str, PipelineEntry] = {
+    entry.name: entry
+    for entry in (
+        PipelineEntry(
+            name="digits",
+            wiring="pipelines.supervised",
+            default_family="cnn",
+            summary="8x8 handwritten digits (scikit-learn) -> one of 10 classes",
+            data_module="models.data.digits",
+            preprocessing_fn="models.preprocessing.preprocessing_fn",
+            evaluation="classification",
+            device_model=True,
+            user_data=True,
+        ),
+    )
+}
+
+
+def get_pipeline(name: str) -> PipelineEntry:
+    """Returns a pipeline by name.
+
+    Raises:
+        ValueError: If there is no such pipeline; the message lists the known ones.
+    """
+    if name not in PIPELINES:
+        raise ValueError(f"Expected a pipeline in {list(PIPELINES)}, received {name!r}.")
+    return PIPELINES[name]
