@@ -1,8 +1,15 @@
-"""What the classifier families share: optimizers and losses by name, and the softmax head."""
+"""What the classifier families share: optimizers and losses by name, the softmax head, and
+the family surface's sample batch and signatures for image classification."""
 
 from __future__ import annotations
 
+import numpy as np
+import tensorflow as tf
 import tf_keras as keras
+
+from models.spec import TaskSpec
+
+DENSE_SIGNATURE = "serving_dense"
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 LOSSES = ("sparse_categorical_crossentropy", "categorical_hinge", "mean_squared_error")
@@ -112,3 +119,37 @@ def finish_classifier(
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
+
+
+def sample_batch(spec: TaskSpec, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real digits rows, z-scored as Transform does, with their labels.
+
+    Args:
+        spec: The digits task.
+        size: Rows, drawn without replacement.
+        seed: Seed of the draw.
+
+    Returns:
+        (inputs float32 [size, num_features], labels int64 [size]).
+    """
+    from models.data.digits import load_digits_arrays
+
+    pixels, labels = load_digits_arrays()
+    rows = np.random.default_rng(seed).choice(len(pixels), size, replace=False)
+    values = pixels.astype(np.float32)
+    scaled = (values - values.mean()) / values.std()
+    return scaled[rows, : spec.num_features], labels[rows]
+
+
+def model_signatures(model: keras.Model, spec: TaskSpec) -> dict:
+    """`serving_dense` over the model input: z-scored values -> probabilities and class ids.
+
+    (The pipeline's export puts the transform in front of it; see `models.export`.)
+    """
+
+    @tf.function(input_signature=[tf.TensorSpec([None, spec.num_features], tf.float32)])
+    def serve(values):
+        probabilities = model(values)
+        return {"probabilities": probabilities, "class_ids": tf.argmax(probabilities, axis=-1)}
+
+    return {DENSE_SIGNATURE: serve.get_concrete_function()}

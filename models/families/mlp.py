@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from models.classifier import LOSSES, OPTIMIZERS, finish_classifier
+from models.classifier import LOSSES, OPTIMIZERS, finish_classifier, model_signatures, sample_batch
 from models.spec import TaskSpec
 
 ACTIVATIONS = ("relu", "tanh", "elu", "sigmoid")
@@ -80,3 +80,6 @@ def search_space(hp) -> dict:
 def build_model(hp, spec: TaskSpec) -> keras.Model:
     """Builds the model for one KerasTuner trial."""
     return make_model(spec, **search_space(hp))
+
+
+__all__ = ["build_model", "make_model", "model_signatures", "sample_batch", "search_space"]
