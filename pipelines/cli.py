@@ -216,8 +216,8 @@ def _print_summary(summary) -> None:
         print(f"  {stage:<{width}} {state:<9} {shown}")
     if summary.error:
         print(f"  error: {summary.error}")
-    if "test_accuracy" in summary.metrics:
-        print(f"  test accuracy: {summary.metrics['test_accuracy']:.4f}")
+    for name, value in summary.metrics.items():
+        print(f"  {name.replace('_', ' ')}: {value:.4f}")
     if summary.status == "complete":
         print(f"  blessed: {'yes' if summary.blessed else 'no'}")
         for failure in summary.blessing_failures:

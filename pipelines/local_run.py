@@ -17,6 +17,12 @@ from models.files import write_json_atomically
 from pipelines import catalog, lineage, metadata
 from pipelines.config import ConfigError, PipelineConfig
 
+# TFMA metric name -> the summary's name for it (overall slice, candidate model).
+SUMMARY_METRICS = {
+    "sparse_categorical_accuracy": "test_accuracy",
+    "root_mean_squared_error": "test_rmse",
+    "mean_absolute_error": "test_mae",
+}
 ACCURACY = "sparse_categorical_accuracy"
 Progress = Callable[[str], None]
 
@@ -253,20 +259,24 @@ def _read_evaluation(summary: RunSummary, outputs: dict[str, list]) -> None:
     for slice_metrics in tfma.load_metrics(evaluation.uri):
         keys = slice_metrics.slice_key.single_slice_keys
         for item in slice_metrics.metric_keys_and_values:
-            if item.key.name != ACCURACY or item.key.is_diff or item.key.model_name == "baseline":
+            name = SUMMARY_METRICS.get(item.key.name)
+            if name is None or item.key.is_diff or item.key.model_name == "baseline":
                 continue
             value = round(item.value.double_value.value, 4)
             if not keys:
-                summary.metrics["test_accuracy"] = value
-            elif len(keys) == 1:
+                summary.metrics[name] = value
+            elif len(keys) == 1 and item.key.name == ACCURACY:
                 summary.accuracy_by_label[str(keys[0].int64_value)] = value
     validation = tfma.load_validation_result(evaluation.uri)
     for per_slice in validation.metric_validations_per_slice:
         where = _slice_name(per_slice.slice_key.single_slice_keys)
         for failure in per_slice.failures:
             threshold = failure.metric_threshold
-            if threshold.HasField("change_threshold"):
-                bound = f"change >= {threshold.change_threshold.absolute.value:+.4f}"
+            change = threshold.change_threshold
+            if change.HasField("relative"):
+                bound = f"relative change <= {change.relative.value:+.4f}"
+            elif threshold.HasField("change_threshold"):
+                bound = f"change >= {change.absolute.value:+.4f}"
             else:
                 bound = f">= {threshold.value_threshold.lower_bound.value:.4f}"
             kind = "change" if failure.metric_key.is_diff else "value"
