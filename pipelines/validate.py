@@ -30,19 +30,20 @@ if TYPE_CHECKING:  # The executors import TensorFlow: only once the files were r
 
 SCHEMA_FILE = catalog.get_pipeline("digits").schema_file
 SUITE_FILE = catalog.get_pipeline("digits").suite_file
-SUITE_NAME = "digits"
-# The domain rules of digits beside its schema. 100 rows per split keep the noise of the drift
-# and skew statistics below the comparators' thresholds (the embedded data has 270 in its
-# smallest split); digits has no exact duplicate rows, so 5% of them is a flood; its ten classes
-# are balanced (KL divergence from uniform 0.0001), and 0.1 nats is about one class in three
-# missing.
-SUITE_RULES = SuiteRules(
-    min_rows=100,
-    max_rows=1_000_000,
-    max_duplicate_fraction=0.05,
-    label=digits.LABEL_KEY,
-    max_label_divergence=0.1,
-)
+# The domain rules of each pipeline's data beside its schema. Digits: 100 rows per split keep
+# the noise of the drift and skew statistics below the comparators' thresholds (the embedded
+# data has 270 in its smallest split); digits has no exact duplicate rows, so 5% of them is a
+# flood; its ten classes are balanced (KL divergence from uniform 0.0001), and 0.1 nats is about
+# one class in three missing.
+SUITE_RULES = {
+    "digits": SuiteRules(
+        min_rows=100,
+        max_rows=1_000_000,
+        max_duplicate_fraction=0.05,
+        label=digits.LABEL_KEY,
+        max_label_divergence=0.1,
+    ),
+}
 COLUMNS = digits.COLUMNS
 SCHEMA_CHECK = "schema (TFDV)"
 SUITE_CHECK = "expectations (Great Expectations)"
@@ -50,11 +51,12 @@ DRIFT_CHECK = "drift"
 SKEW_CHECK = "skew"
 
 
-def derive_suite(schema_file: str = SCHEMA_FILE) -> dict:
-    """The digits suite as derived from the curated schema and `SUITE_RULES`."""
+def derive_suite(pipeline: str = "digits") -> dict:
+    """A pipeline's suite as derived from its curated schema and its `SUITE_RULES`."""
     from components.drift_gate.executor import load_schema
 
-    return build_suite(load_schema(schema_file), SUITE_RULES, SUITE_NAME)
+    schema = load_schema(catalog.get_pipeline(pipeline).schema_file)
+    return build_suite(schema, SUITE_RULES[pipeline], pipeline)
 
 
 def load_suite(path: str = SUITE_FILE) -> dict:

@@ -12,7 +12,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from components.anomaly_gate.executor import DataValidationError
 from components.gx_validator import executor
 from components.gx_validator.suite import SuiteRules, build_suite
-from pipelines import validate
+from pipelines import catalog, validate
 from tests import fixtures
 
 COLUMNS = list(validate.COLUMNS)
@@ -37,13 +37,20 @@ def _suite_for(columns) -> dict:
     }
 
 
-def test_the_stored_suite_is_the_one_derived_from_the_schema():
-    derived = validate.derive_suite()
+@pytest.mark.parametrize("pipeline", sorted(validate.SUITE_RULES))
+def test_the_stored_suite_is_the_one_derived_from_the_schema(pipeline):
+    derived = validate.derive_suite(pipeline)
+    path = catalog.get_pipeline(pipeline).suite_file
     if os.environ.get("DLFORGE_UPDATE_GOLDEN"):
-        with open(validate.SUITE_FILE, "w") as handle:
+        with open(path, "w") as handle:
             json.dump(derived, handle, indent=1, sort_keys=True)
             handle.write("\n")
-    assert validate.load_suite() == derived
+    assert validate.load_suite(path) == derived
+
+
+def test_every_pipeline_that_reads_data_has_suite_rules():
+    reading = [name for name, entry in catalog.PIPELINES.items() if entry.data_module]
+    assert sorted(reading) == sorted(validate.SUITE_RULES)
 
 
 def test_the_suite_holds_the_domain_rules():
@@ -68,14 +75,50 @@ def test_the_suite_holds_the_domain_rules():
 
 def test_build_suite_refuses_what_it_cannot_express():
     schema = schema_pb2.Schema()
-    schema.feature.add(name="text", type=schema_pb2.BYTES)
-    rules = validate.SUITE_RULES
+    schema.feature.add(name="mask", type=schema_pb2.STRUCT)
+    rules = validate.SUITE_RULES["digits"]
     with pytest.raises(ValueError, match="Expected the label 'label' to be a categorical"):
         build_suite(schema, rules, "x")
     label = schema.feature.add(name="label", type=schema_pb2.INT)
     label.int_domain.is_categorical = True
-    with pytest.raises(ValueError, match="feature 'text' of type BYTES"):
+    with pytest.raises(ValueError, match="feature 'mask' of type STRUCT"):
         build_suite(schema, rules, "x")
+    schema.feature.add(name="weight", type=schema_pb2.FLOAT)
+    with pytest.raises(ValueError, match="feature 'mask' of type STRUCT"):
+        build_suite(schema, rules, "x")
+    del schema.feature[0]
+    with pytest.raises(ValueError, match="feature 'weight' of type FLOAT without a domain"):
+        build_suite(schema, rules, "x")
+
+
+def test_strings_get_a_type_check_floats_a_range_and_a_regression_label_no_divergence():
+    schema = schema_pb2.Schema()
+    schema.feature.add(name="text", type=schema_pb2.BYTES).presence.min_fraction = 1.0
+    target = schema.feature.add(name="target", type=schema_pb2.FLOAT)
+    target.float_domain.min, target.float_domain.max = 300.0, 450.0
+    rules = SuiteRules(
+        min_rows=1,
+        max_rows=10,
+        max_duplicate_fraction=0.0,
+        label="target",
+        max_label_divergence=None,
+    )
+
+    expectations = build_suite(schema, rules, "x")["expectations"]
+
+    kinds = [(item["type"], item["kwargs"].get("column")) for item in expectations]
+    assert ("expect_column_values_to_not_be_null", "text") in kinds
+    assert ("expect_column_values_to_not_be_null", "target") not in kinds
+    assert "expect_column_kl_divergence_to_be_less_than" not in {kind for kind, _ in kinds}
+    by_kind = {
+        (item["type"], item["kwargs"].get("column")): item["kwargs"] for item in expectations
+    }
+    assert by_kind[("expect_column_values_to_be_in_type_list", "text")]["type_list"] == ["object"]
+    assert by_kind[("expect_column_values_to_be_between", "target")] == {
+        "column": "target",
+        "min_value": 300.0,
+        "max_value": 450.0,
+    }
     with pytest.raises(ValueError, match="min_rows <= max_rows"):
         SuiteRules(
             min_rows=10, max_rows=5, max_duplicate_fraction=0, label="l", max_label_divergence=1

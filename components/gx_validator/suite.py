@@ -14,6 +14,10 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 # pandas dtypes that hold a whole-number column without nulls.
 INTEGER_TYPES = ("int64", "int32", "int16", "int8")
+# pandas dtypes of a column of real numbers (a whole-number column is one too).
+FLOAT_TYPES = ("float64", "float32", *INTEGER_TYPES)
+# pandas dtype of a column of strings.
+STRING_TYPES = ("object",)
 
 
 @dataclass(frozen=True)
@@ -25,17 +29,18 @@ class SuiteRules:
             measured on are too noisy to trust.
         max_rows: Most rows a split may have (the suite is evaluated in memory).
         max_duplicate_fraction: Largest share of rows that may repeat another row exactly.
-        label: The label feature, categorical in the schema.
+        label: The label feature.
         max_label_divergence: Largest Kullback-Leibler divergence (nats) of the label
             distribution from the uniform one over the label's values; a data set whose classes
-            collapse onto a few labels exceeds it.
+            collapse onto a few labels exceeds it. None for a label that is not a balanced
+            categorical one (a regression target).
     """
 
     min_rows: int
     max_rows: int
     max_duplicate_fraction: float
     label: str
-    max_label_divergence: float
+    max_label_divergence: float | None
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rows <= self.max_rows:
@@ -48,7 +53,7 @@ class SuiteRules:
                 "Expected max_duplicate_fraction in [0, 1), received "
                 f"{self.max_duplicate_fraction}."
             )
-        if not 0 < self.max_label_divergence < math.inf:
+        if self.max_label_divergence is not None and not 0 < self.max_label_divergence < math.inf:
             raise ValueError(
                 f"Expected a positive max_label_divergence, received {self.max_label_divergence}."
             )
@@ -59,12 +64,21 @@ def _expectation(kind: str, **kwargs) -> dict:
 
 
 def _feature_expectations(feature: schema_pb2.Feature) -> list[dict]:
-    if feature.type != schema_pb2.INT or not feature.HasField("int_domain"):
+    """No nulls (when presence is required), the dtype, and the domain of an INT or FLOAT
+    feature with a domain, or of a BYTES (string) feature, which has no domain to check."""
+    kinds = {
+        schema_pb2.INT: ("int_domain", INTEGER_TYPES),
+        schema_pb2.FLOAT: ("float_domain", FLOAT_TYPES),
+        schema_pb2.BYTES: ("", STRING_TYPES),
+    }
+    domain_field, types = kinds.get(feature.type, (None, ()))
+    if domain_field is None or (domain_field and not feature.HasField(domain_field)):
         raise ValueError(
-            f"Expected integer features with an int_domain in the schema, received feature "
-            f"{feature.name!r} of type {schema_pb2.FeatureType.Name(feature.type)}."
+            "Expected integer or float features with a domain, or string features, in the "
+            f"schema, received feature {feature.name!r} of type "
+            f"{schema_pb2.FeatureType.Name(feature.type)}"
+            f"{'' if domain_field is None else ' without a domain'}."
         )
-    domain = feature.int_domain
     expectations = []
     if feature.presence.min_fraction >= 1.0:
         expectations.append(
@@ -72,12 +86,13 @@ def _feature_expectations(feature: schema_pb2.Feature) -> list[dict]:
         )
     expectations.append(
         _expectation(
-            "expect_column_values_to_be_in_type_list",
-            column=feature.name,
-            type_list=list(INTEGER_TYPES),
+            "expect_column_values_to_be_in_type_list", column=feature.name, type_list=list(types)
         )
     )
-    if domain.is_categorical:
+    if not domain_field:
+        return expectations
+    domain = getattr(feature, domain_field)
+    if feature.type == schema_pb2.INT and domain.is_categorical:
         expectations.append(
             _expectation(
                 "expect_column_values_to_be_in_set",
@@ -100,10 +115,10 @@ def _feature_expectations(feature: schema_pb2.Feature) -> list[dict]:
 def build_suite(schema: schema_pb2.Schema, rules: SuiteRules, name: str) -> dict:
     """The expectation suite for data of `schema`, as a JSON document.
 
-    From the schema: exactly the schema's columns; per integer feature, no nulls (when its
-    presence is required), an integer dtype, and its domain (a range, or the set of values of a
-    categorical one). From the rules: the rows per split, the share of duplicated rows, and the
-    label distribution's divergence from uniform.
+    From the schema: exactly the schema's columns; per feature, no nulls (when its presence is
+    required), its dtype, and the domain of a number (a range, or the set of values of a
+    categorical integer). From the rules: the rows per split, the share of duplicated rows, and
+    (when the rules bound it) the label distribution's divergence from uniform.
 
     Args:
         schema: The curated TFDV schema.
@@ -114,15 +129,17 @@ def build_suite(schema: schema_pb2.Schema, rules: SuiteRules, name: str) -> dict
         `{"name": ..., "expectations": [{"type", "kwargs", "meta"}, ...]}`.
 
     Raises:
-        ValueError: If a feature is not an integer with a domain, or the label is not a
-            categorical feature of the schema.
+        ValueError: If a feature is not a number with a domain or a string, or the label is
+            not a feature of the schema, or not a categorical one when its divergence is bound.
     """
     features = {feature.name: feature for feature in schema.feature}
     label = features.get(rules.label)
-    if label is None or not label.int_domain.is_categorical:
+    categorical = label is not None and label.int_domain.is_categorical
+    if label is None or (rules.max_label_divergence is not None and not categorical):
         raise ValueError(
-            f"Expected the label {rules.label!r} to be a categorical integer feature of the "
-            f"schema, found {'none' if label is None else 'a non-categorical one'}."
+            f"Expected the label {rules.label!r} to be a "
+            f"{'categorical integer ' if rules.max_label_divergence is not None else ''}"
+            f"feature of the schema, found {'none' if label is None else 'a non-categorical one'}."
         )
     columns = [feature.name for feature in schema.feature]
     expectations = [
@@ -140,6 +157,8 @@ def build_suite(schema: schema_pb2.Schema, rules: SuiteRules, name: str) -> dict
     ]
     for feature in schema.feature:
         expectations.extend(_feature_expectations(feature))
+    if rules.max_label_divergence is None:
+        return {"name": name, "expectations": expectations}
     values = list(range(label.int_domain.min, label.int_domain.max + 1))
     expectations.append(
         _expectation(
