@@ -70,6 +70,49 @@ def run_fn(fn_args) -> None:
     training.write_history(result.history, fn_args.model_run_dir)
 
 
+class FamilyHyperModel(keras_tuner.HyperModel):
+    """A family's model per trial, trained as the Trainer trains it: with the family's own
+    `train` when it has one (e.g. transfer learning's phases), else with `model.fit`."""
+
+    def __init__(self, family, spec):
+        super().__init__()
+        self.family = family
+        self.spec = spec
+
+    def build(self, hp):
+        return self.family.build_model(hp, self.spec)
+
+    def fit(self, hp, model, x, *, validation_data, steps_per_epoch, epochs, callbacks, **kwargs):
+        if not hasattr(self.family, "train"):
+            return model.fit(
+                x,
+                validation_data=validation_data,
+                steps_per_epoch=steps_per_epoch,
+                epochs=epochs,
+                callbacks=callbacks,
+                **kwargs,
+            )
+        history = self.family.train(
+            model,
+            self.spec,
+            x,
+            validation_data,
+            train_steps=steps_per_epoch * epochs,
+            epochs=epochs,
+            callbacks=callbacks,
+        )
+        # KerasTuner takes a dict of final metric values as the trial's result.
+        return {key: values[-1] for key, values in history.items()}
+
+
+def objective(spec) -> keras_tuner.Objective:
+    """What the search optimises: validation accuracy for a classifier, validation RMSE (the
+    `rmse` metric of `models.recurrent`) for a regression model."""
+    if spec.kind == "regression":
+        return keras_tuner.Objective("val_rmse", direction="min")
+    return keras_tuner.Objective("val_accuracy", direction="max")
+
+
 def tuner_fn(fn_args) -> TunerFnResult:
     """Builds the KerasTuner search over the family's search space."""
     settings = TrainerSettings.from_dict(fn_args.custom_config[SETTINGS_KEY])
@@ -77,8 +120,8 @@ def tuner_fn(fn_args) -> TunerFnResult:
     family = registry.get_family(settings.family)
     _, train_dataset, eval_dataset = _inputs(fn_args, settings, spec)
     common = {
-        "hypermodel": lambda hp: family.build_model(hp, spec),
-        "objective": keras_tuner.Objective("val_accuracy", direction="max"),
+        "hypermodel": FamilyHyperModel(family, spec),
+        "objective": objective(spec),
         "hyperparameters": registry.make_hyperparameters(settings.family, settings.hyperparameters),
         "tune_new_entries": True,
         "seed": settings.seed,

@@ -46,6 +46,42 @@ FAMILIES: dict[str, FamilyCard] = {
     ),
     "mlp": FamilyCard("models.families.mlp", "digits", "digits", "accuracy", "serving_dense"),
     "cnn": FamilyCard("models.families.cnn", "digits", "digits", "accuracy", "serving_dense"),
+    "transfer": FamilyCard(
+        "models.families.transfer", "digits", "digits", "accuracy", "serving_dense"
+    ),
+    # Generative families over the digits task's transformed pixels (docs/generative.md).
+    "autoencoder": FamilyCard(
+        "models.families.autoencoder", "generative", "digits", "mse", "serving_default"
+    ),
+    "vae": FamilyCard("models.families.vae", "generative", "digits", "elbo", "serving_default"),
+    "gan": FamilyCard("models.families.gan", "generative", "digits", "class_coverage", "sample"),
+    # Recurrent forecasters of next week's CO2 (docs/forecasting.md); unrolled, so builtin ops.
+    "simple_rnn": FamilyCard("models.families.simple_rnn", "co2", "co2", "rmse", "serving_dense"),
+    "lstm": FamilyCard("models.families.lstm", "co2", "co2", "rmse", "serving_dense"),
+    "gru": FamilyCard("models.families.gru", "co2", "co2", "rmse", "serving_dense"),
+    # Agents: their task is an environment of models.rl.environments.ENVIRONMENTS.
+    "dqn": FamilyCard("models.rl.dqn", "cartpole", "cartpole", "mean_return", "serving_default"),
+    "reinforce": FamilyCard(
+        "models.rl.reinforce", "cartpole", "cartpole", "mean_return", "serving_default"
+    ),
+    "qlearning": FamilyCard(
+        "models.rl.qlearning", "frozenlake", "frozenlake", "success_rate", "serving_default"
+    ),
+    # Text families over passages of the Python documentation (docs/text.md). A Keras LSTM/GRU
+    # over a batch of unknown size lowers to TensorList ops that TFLite builtins cannot express,
+    # so the recurrent families convert their one-sequence signature.
+    "text_rnn": FamilyCard(
+        "models.families.text_rnn", "text", "text", "accuracy", "serving_single"
+    ),
+    "text_transformer": FamilyCard(
+        "models.families.text_transformer", "text", "text", "accuracy", "serving_default"
+    ),
+    "char_lstm_lm": FamilyCard(
+        "models.families.char_lstm_lm", "text", "text_lm", "perplexity", "serving_single"
+    ),
+    "transformer_lm": FamilyCard(
+        "models.families.transformer_lm", "text", "text_lm", "perplexity", "serving_default"
+    ),
 }
 
 

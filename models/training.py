@@ -86,6 +86,10 @@ def train_model(
 ) -> TrainingRun:
     """Builds the family's model under the configured strategy and trains it.
 
+    The model is trained with `fit`, unless the family's module defines
+    `train(model, spec, train_dataset, eval_dataset, *, train_steps, epochs, callbacks)`, which
+    then trains it and returns its history (e.g. the phases of `models.families.transfer`).
+
     Args:
         settings: Family, epochs, strategy and seed.
         spec: The task.
@@ -105,19 +109,29 @@ def train_model(
     with strategy.scope():
         model = family.build_model(hyperparameters, spec)
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)] if log_dir else []
-    history = model.fit(
-        train_dataset,
-        epochs=settings.epochs,
-        steps_per_epoch=max(1, math.ceil(train_steps / settings.epochs)),
-        validation_data=eval_dataset,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    if hasattr(family, "train"):
+        # A family that trains in phases (e.g. transfer learning) runs its own loop.
+        history = family.train(
+            model,
+            spec,
+            train_dataset,
+            eval_dataset,
+            train_steps=train_steps,
+            epochs=settings.epochs,
+            callbacks=callbacks,
+        )
+    else:
+        history = model.fit(
+            train_dataset,
+            epochs=settings.epochs,
+            steps_per_epoch=max(1, math.ceil(train_steps / settings.epochs)),
+            validation_data=eval_dataset,
+            callbacks=callbacks,
+            verbose=0,
+        ).history
     return TrainingRun(
         model=model,
-        history={
-            key: [float(value) for value in values] for key, values in history.history.items()
-        },
+        history={key: [float(value) for value in values] for key, values in history.items()},
     )
 
 
@@ -129,7 +143,11 @@ def save_model(
 ) -> None:
     """Saves the model as a SavedModel with the serving signatures of `models.export`."""
     signatures = export.make_signatures(
-        model, transform_output, label_key=spec.label_key, dense_keys=spec.raw_feature_keys
+        model,
+        transform_output,
+        label_key=spec.label_key,
+        dense_keys=spec.raw_feature_keys,
+        kind=spec.kind,
     )
     model.save(serving_model_dir, save_format="tf", signatures=signatures)
 

@@ -76,6 +76,29 @@ PIPELINES: dict[str, PipelineEntry] = {
             device_model=True,
             user_data=True,
         ),
+        PipelineEntry(
+            name="co2",
+            wiring="pipelines.supervised",
+            default_family="lstm",
+            summary="weekly Mauna Loa CO2 (statsmodels) -> next week's ppm, vs seasonal naive",
+            data_module="models.data.co2",
+            preprocessing_fn="models.forecast_preprocessing.preprocessing_fn",
+            evaluation="regression",
+        ),
+        PipelineEntry(
+            name="cartpole",
+            wiring="pipelines.rl",
+            default_family="dqn",
+            summary="CartPole-v1 (gymnasium): DQN or REINFORCE, blessed at a mean return of 475",
+            device_model=True,
+        ),
+        PipelineEntry(
+            name="frozenlake",
+            wiring="pipelines.rl",
+            default_family="qlearning",
+            summary="FrozenLake-v1 4x4 slippery: tabular Q-learning, blessed at 0.70 success rate",
+            device_model=True,
+        ),
     )
 }
 

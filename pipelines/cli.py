@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", help=f"pipeline to run, one of {list(config_lib.PIPELINES)}")
     run.add_argument(
         "--model",
-        help="model family of the pipeline (`dlforge families`; default: the pipeline's own)",
+        "--agent",
+        dest="model",
+        help="model family (an agent for cartpole and frozenlake; `dlforge families`); "
+        "default: the pipeline's own",
     )
     run.add_argument("--home", help="dlforge home (default: $DLFORGE_HOME or ./dlforge_home)")
     run.add_argument("--config", help="TOML config file (see configs/)")

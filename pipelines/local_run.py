@@ -220,14 +220,42 @@ def _fill_from_metadata(summary: RunSummary, config: PipelineConfig) -> None:
         return
     readers = {
         "Evaluator": _read_evaluation,
+        "BaselineGate": _read_baseline_gate,
+        "AgentEvaluator": _read_agent_evaluation,
         "Pusher": _read_push,
         "Compressor": _read_compression,
+        "PolicyTFLite": _read_compression,
         "TFLitePusher": _read_device_push,
     }
     for stage in run.stages:
         summary.stage_states[stage.node_id] = stage.state
         if stage.node_id in readers and stage.state in ("complete", "cached"):
             readers[stage.node_id](summary, metadata.output_artifacts(store, stage.execution_id))
+
+
+def _read_baseline_gate(summary: RunSummary, outputs: dict[str, list]) -> None:
+    """A forecaster is blessed only if the BaselineGate also blessed it."""
+    (blessing,) = outputs["blessing"]
+    summary.blessed = bool(metadata.custom_property(blessing, "blessed"))
+    message = metadata.custom_property(blessing, "blessing_message")
+    if not summary.blessed and message:
+        summary.blessing_failures.append(str(message))
+
+
+def _read_agent_evaluation(summary: RunSummary, outputs: dict[str, list]) -> None:
+    (evaluation,) = outputs["evaluation"]
+    (blessing,) = outputs["blessing"]
+    with open(os.path.join(evaluation.uri, "evaluation.json")) as handle:
+        report = json.load(handle)
+    summary.blessed = bool(metadata.custom_property(blessing, "blessed"))
+    # The metric is the mean return (for FrozenLake, where a success returns 1, the success rate).
+    summary.metrics[report["metric"]] = report["mean_return"]
+    summary.metrics["return_std"] = report["std_return"]
+    if not summary.blessed:
+        summary.blessing_failures.append(
+            f"{report['metric']} over {report['episodes']} seeded episodes is "
+            f"{report['mean_return']:.4f}, expected >= {report['reward_threshold']:.4f}"
+        )
 
 
 def _read_push(summary: RunSummary, outputs: dict[str, list]) -> None:
@@ -271,14 +299,16 @@ def _read_evaluation(summary: RunSummary, outputs: dict[str, list]) -> None:
     for per_slice in validation.metric_validations_per_slice:
         where = _slice_name(per_slice.slice_key.single_slice_keys)
         for failure in per_slice.failures:
-            threshold = failure.metric_threshold
-            change = threshold.change_threshold
-            if change.HasField("relative"):
+            change = failure.metric_threshold.change_threshold
+            value = failure.metric_threshold.value_threshold
+            if failure.metric_key.is_diff and change.HasField("relative"):
                 bound = f"relative change <= {change.relative.value:+.4f}"
-            elif threshold.HasField("change_threshold"):
+            elif failure.metric_key.is_diff:
                 bound = f"change >= {change.absolute.value:+.4f}"
+            elif value.HasField("upper_bound"):
+                bound = f"<= {value.upper_bound.value:.4f}"
             else:
-                bound = f">= {threshold.value_threshold.lower_bound.value:.4f}"
+                bound = f">= {value.lower_bound.value:.4f}"
             kind = "change" if failure.metric_key.is_diff else "value"
             summary.blessing_failures.append(
                 f"{failure.metric_key.name} {kind} on {where} is "

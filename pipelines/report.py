@@ -53,6 +53,7 @@ class RunReport:
     gate_reports: dict[str, dict] = field(default_factory=dict)
     tuner_trials: list[dict] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
+    history_axis: str = "epoch"
     confusion: list[list[float]] = field(default_factory=list)
     baseline_diff: dict[str, float] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
@@ -89,7 +90,9 @@ def collect(home: str, run_id: str | None = None, *, label_key: str = "label") -
         "ExampleValidator": lambda artifacts: _read_anomalies(report, artifacts),
         "Tuner": lambda artifacts: _read_tuner(report, artifacts),
         "Trainer": lambda artifacts: _read_history(report, artifacts),
+        "AgentTrainer": lambda artifacts: _read_agent_curve(report, artifacts),
         "Compressor": lambda artifacts: _read_compression(report, artifacts),
+        "PolicyTFLite": lambda artifacts: _read_compression(report, artifacts),
     }
     for node_id, artifacts in outputs.items():
         if node_id in readers:
@@ -228,6 +231,21 @@ def _read_history(report: RunReport, artifacts: dict) -> None:
             report.history = json.load(handle)
 
 
+def _read_agent_curve(report: RunReport, artifacts: dict) -> None:
+    """An agent's return per training episode, and its trailing 100-episode mean."""
+    model_run = _single(artifacts, "model_run")
+    path = os.path.join(model_run.uri, "training_curve.json") if model_run else ""
+    if not path or not os.path.exists(path):
+        return
+    from models.rl.common import trailing_mean
+
+    with open(path) as handle:
+        returns = json.load(handle)["returns"]
+    trailing = [trailing_mean(returns[: index + 1]) for index in range(len(returns))]
+    report.history = {"return": returns, "trailing_mean_100": trailing}
+    report.history_axis = "episode"
+
+
 def _read_compression(report: RunReport, artifacts: dict) -> None:
     device_model = _single(artifacts, "device_model")
     if device_model is None:
@@ -297,6 +315,8 @@ def _read_samples(report: RunReport, store, run, outputs: dict) -> None:
     trainer = next(stage for stage in run.stages if stage.node_id == "Trainer")
     settings = lineage.trainer_settings(store, trainer.execution_id)
     spec = tasks.get_task(settings.get("task", "digits"))
+    if spec.kind != "classification":
+        return
     model = _single(outputs["Trainer"], "model")
     examples = _single(outputs["CsvExampleGen"], "examples")
     test_files = os.path.join(examples.uri, "Split-test", "*")

@@ -287,24 +287,24 @@ def _training_section(report: RunReport) -> str:
     if not report.history:
         return '<p class="muted">The Trainer did not run.</p>'
     charts = []
-    for metric in ("loss", "accuracy"):
+    # One chart per metric, with its validation twin (val_<metric>) when there is one.
+    for metric in [name for name in report.history if not name.startswith("val_")]:
         series = {
             name: values
             for name, values in report.history.items()
             if name in (metric, f"val_{metric}")
         }
-        charts.append(f"<figure>{line_chart(metric, series, 'epoch')}</figure>")
+        charts.append(f"<figure>{line_chart(metric, series, report.history_axis)}</figure>")
     return "".join(charts)
 
 
 def _evaluation_section(report: RunReport) -> str:
     summary = report.summary
-    if "test_accuracy" not in summary.get("metrics", {}):
+    metrics = summary.get("metrics", {})
+    if not metrics:
         return '<p class="muted">The Evaluator did not run.</p>'
-    parts = [
-        f"<p>Test accuracy {summary['metrics']['test_accuracy']:.4f}; blessed: "
-        f"{_verdict(summary.get('blessed'), 'yes', 'no')}</p>"
-    ]
+    shown = "; ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.items())
+    parts = [f"<p>{_text(shown)}; blessed: {_verdict(summary.get('blessed'), 'yes', 'no')}</p>"]
     parts += [f'<p class="bad">{_text(line)}</p>' for line in summary.get("blessing_failures", [])]
     if report.baseline_diff:
         rows = [(name, f"{value:+.4f}") for name, value in sorted(report.baseline_diff.items())]
@@ -316,7 +316,8 @@ def _evaluation_section(report: RunReport) -> str:
     by_label = {
         label: value for label, value in sorted(summary.get("accuracy_by_label", {}).items())
     }
-    parts.append(f"<figure>{bar_chart('accuracy per label', by_label, upper=1.0)}</figure>")
+    if by_label:
+        parts.append(f"<figure>{bar_chart('accuracy per label', by_label, upper=1.0)}</figure>")
     if report.confusion:
         header = ["actual \\ predicted", *map(str, range(len(report.confusion)))]
         rows = [

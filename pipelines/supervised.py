@@ -13,21 +13,19 @@ from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
 from components.artifacts import BaselineStatistics
+from components.baseline_gate.component import BaselineGate
 from components.compressor.component import Compressor
 from components.drift_gate.baseline import LatestBaselineStrategy
 from components.drift_gate.component import DriftGate
 from components.gx_validator.component import GxValidator
 from components.pusher import executor as pusher_executor
 from components.tflite_pusher.component import TFLitePusher
-from models import tasks
+from models import export, tasks
 from models.data import ingest
 from models.settings import SETTINGS_KEY
 from pipelines.catalog import get_pipeline
 from pipelines.config import PipelineConfig
 from pipelines.validate import load_suite
-
-# The regression models' output (models.export) that TFMA scores.
-REGRESSION_OUTPUT = "forecast"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -83,15 +81,16 @@ def _classification_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 def _regression_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Root mean squared error and mean absolute error on the test split.
 
-    A model is blessed when its error is not more than `max_error_rise` (relative) above the
-    latest blessed model's; whether it beats the naive forecast is the BaselineGate's call.
+    A model is blessed when its error is at most `max_rmse` and not more than `max_error_rise`
+    (relative) above the latest blessed model's; whether it beats the naive forecast is the
+    BaselineGate's call.
     """
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name="serving_default",
                 label_key=tasks.get_task(config.trainer.task).label_key,
-                prediction_key=REGRESSION_OUTPUT,
+                prediction_key=export.FORECAST,
             )
         ],
         slicing_specs=[tfma.SlicingSpec()],
@@ -103,10 +102,13 @@ def _regression_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                     tfma.MetricConfig(
                         class_name="RootMeanSquaredError",
                         threshold=tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(
+                                upper_bound={"value": config.evaluation.max_rmse}
+                            ),
                             change_threshold=tfma.GenericChangeThreshold(
                                 direction=tfma.MetricDirection.LOWER_IS_BETTER,
                                 relative={"value": config.evaluation.max_error_rise},
-                            )
+                            ),
                         ),
                     ),
                 ]
@@ -241,10 +243,19 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=trainer_config,
     )
+    # A forecaster's final word is the BaselineGate's: a model the Evaluator blessed but the
+    # gate refused must not become the baseline of the next run.
+    blessings = (
+        {"producer_component_id": "BaselineGate", "output_key": "blessing"}
+        if entry.evaluation == "regression"
+        else {}
+    )
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        model_blessing=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ModelBlessing, **blessings
+        ),
     ).with_id("latest_blessed_model")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -254,9 +265,19 @@ def create_pipeline(
         eval_config=eval_config(config),
     )
     components += [trainer, baseline_resolver, evaluator]
+    blessing = evaluator.outputs["blessing"]
+    if entry.evaluation == "regression":
+        # A forecaster is blessed only if it also beats the seasonal-naive forecast.
+        baseline_gate = BaselineGate(
+            model_blessing=blessing,
+            evaluation=evaluator.outputs["evaluation"],
+            examples=example_gen.outputs["examples"],
+        )
+        blessing = baseline_gate.outputs["blessing"]
+        components.append(baseline_gate)
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
+        model_blessing=blessing,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=_absolute(config.serving_dir)

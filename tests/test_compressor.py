@@ -322,3 +322,55 @@ def test_edge_predict_command_prints_a_label_per_row(
     assert cli.main([*command, str(tmp_path / "wide.npy")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("dlforge: error:") and "65" in error
+
+
+def test_compress_reads_a_model_on_an_object_store_and_writes_every_file_there(
+    saved_model_dir, digits_sample
+):
+    """`ram://` stands in for gs:// or s3://: reached through tf.io.gfile only."""
+    from components import storage
+
+    store = "ram://compressor/object_store"
+    for directory, _, names in os.walk(saved_model_dir):
+        for name in names:
+            relative = os.path.relpath(os.path.join(directory, name), saved_model_dir)
+            storage.copy_file(os.path.join(directory, name), f"{store}/model/{relative}")
+    pixels, labels = digits_sample
+    examples = f"{store}/examples/Split-test/data.gz"
+    with tf.io.TFRecordWriter(examples, options="GZIP") as writer:
+        for row in fixtures.raw_examples(pixels, labels):
+            writer.write(row)
+    test_features, test_labels = executor.read_examples(
+        [f"{store}/examples/Split-test/*"], DIGITS.raw_feature_keys, DIGITS.label_key
+    )
+    assert np.array_equal(test_labels, labels)
+
+    report = executor.compress(
+        f"{store}/model",
+        settings=CompressionSettings(recipes=["dynamic_range"], onnx=True),
+        representative=test_features[:20],
+        test_features=test_features,
+        test_labels=test_labels,
+        output_dir=f"{store}/device_model",
+        metadata={"labels": [str(label) for label in range(10)], "source_model_uri": "m/1"},
+        spec=DIGITS,
+        summary_path=f"{store}/summary",
+    )
+
+    assert report["chosen"] == "dynamic_range" and report["onnx"]["parity"]
+    assert report["reference"]["size_bytes"] == executor.directory_bytes(saved_model_dir)
+    written = sorted(tf.io.gfile.listdir(f"{store}/device_model"))
+    assert written == sorted(
+        [
+            executor.MODEL_FILE,
+            executor.METADATA_FILE,
+            executor.REPORT_FILE,
+            executor.PLOT_FILE,
+            executor.ONNX_FILE,
+        ]
+    )
+    assert storage.read_json(f"{store}/device_model/{executor.REPORT_FILE}") == report
+    with tf.io.gfile.GFile(f"{store}/device_model/{executor.MODEL_FILE}", "rb") as handle:
+        assert len(handle.read()) == report["candidates"][0]["size_bytes"]
+    with tf.io.gfile.GFile(f"{store}/summary") as handle:
+        assert "Chosen: <b>dynamic_range</b>" in handle.read()

@@ -162,7 +162,7 @@ def test_a_family_of_another_pipeline_raises_config_error_naming_both(monkeypatc
 
     card = registry.FamilyCard("models.families.mlp", "elsewhere", "digits", "accuracy", "x")
     monkeypatch.setitem(registry.FAMILIES, "foreign", card)
-    with pytest.raises(ConfigError, match="pipeline 'digits'.*received 'foreign'.*'elsewhere'"):
+    with pytest.raises(ConfigError, match=r"pipeline 'digits'.*received 'foreign'.*'elsewhere'"):
         PipelineConfig(trainer=TrainerSettings(family="foreign"))
 
 

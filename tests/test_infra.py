@@ -198,5 +198,5 @@ def test_dockerfile_installs_the_lock_and_the_project_with_legacy_keras():
     assert re.search(r"^ENV TF_USE_LEGACY_KERAS=1", text, re.MULTILINE)
     assert "pip install --no-deps -r requirements/lock-py310.txt" in text
     assert "pip install --no-deps ." in text
-    for package in ("models", "components", "pipelines"):
+    for package in ("models", "components", "pipelines", "system"):
         assert re.search(rf"^COPY {package} {package}$", text, re.MULTILINE)

@@ -23,6 +23,10 @@ def test_there_is_a_notebook_per_built_chapter():
     assert [path.stem for path in NOTEBOOKS] == [
         "01_foundations",
         "02_cnns",
+        "03_sequences",
+        "04_generative",
+        "05_transformers_transfer",
+        "06_reinforcement_learning",
         "07_compression_tflite",
         "08_serving_monitoring",
     ]

@@ -6,17 +6,13 @@ artifacts live where its pipeline root is, so files are read and written through
 
 from __future__ import annotations
 
-import json
-import os
-import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from models.files import write_json_atomically
+from components import storage
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 REPORT_FILE = "report.json"
@@ -50,7 +46,7 @@ def read_findings(split_dirs: Mapping[str, str]) -> list[Finding]:
     """
     findings = []
     for split in sorted(split_dirs):
-        path = _join(split_dirs[split], ANOMALIES_FILE)
+        path = storage.join(split_dirs[split], ANOMALIES_FILE)
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(
                 f"Expected ExampleValidator's anomalies for split {split!r} at {path}, "
@@ -91,39 +87,66 @@ def describe(findings: list[Finding]) -> str:
     )
 
 
-def run_gate(split_dirs: Mapping[str, str], report_dir: str) -> None:
-    """Writes the gate report, then fails when the data has anomalies.
+def markdown_cell(text: str) -> str:
+    """Text for one cell of a Markdown table: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub-flavoured Markdown table (the dialect KFP's console renders)."""
+    lines = [
+        "| " + " | ".join(markdown_cell(header) for header in headers) + " |",
+        "|" + "---|" * len(headers),
+    ]
+    lines.extend("| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def findings_markdown(title: str, passed: bool, findings: Sequence[Finding], intro: str) -> str:
+    """A gate's verdict as Markdown: a heading, one line of context and a table of findings."""
+    verdict = "passed" if passed else f"failed: {len(findings)} finding(s)"
+    text = f"## {title}: {verdict}\n\n{intro}\n"
+    if findings:
+        text += "\n" + markdown_table(
+            ("split", "feature", "check", "what was found"),
+            [(item.split, item.feature, item.anomaly, item.description) for item in findings],
+        )
+    return text
+
+
+def run_gate(
+    split_dirs: Mapping[str, str], report_dir: str, summary_path: str | None = None
+) -> None:
+    """Writes the gate report (and its Markdown summary), then fails when the data has
+    anomalies.
 
     Args:
         split_dirs: Split name -> folder of ExampleValidator's anomalies for it.
         report_dir: Where `report.json` goes (the gate's output artifact).
+        summary_path: Where the Markdown summary goes (a file), if anywhere.
 
     Raises:
         DataValidationError: If any split has an anomaly; the message names each feature and
             anomaly.
     """
     findings = read_findings(split_dirs)
-    _write_report(
-        report_dir, {"passed": not findings, "findings": [asdict(item) for item in findings]}
+    storage.write_json(
+        storage.join(report_dir, REPORT_FILE),
+        {"passed": not findings, "findings": [asdict(item) for item in findings]},
     )
+    if summary_path:
+        storage.write_text(
+            summary_path,
+            findings_markdown(
+                "Schema anomalies (TFDV ExampleValidator)",
+                not findings,
+                findings,
+                f"Splits checked against the schema: {', '.join(sorted(split_dirs))}.",
+            ),
+        )
     if findings:
         raise DataValidationError(
             f"Data validation failed: {len(findings)} anomal"
             f"{'y' if len(findings) == 1 else 'ies'} against the schema; the run stops "
             f"before training.\n{describe(findings)}"
         )
-
-
-def _join(folder: str, name: str) -> str:
-    return posixpath.join(folder, name) if "://" in folder else os.path.join(folder, name)
-
-
-def _write_report(report_dir: str, report: Mapping[str, Any]) -> None:
-    if "://" not in report_dir:
-        os.makedirs(report_dir, exist_ok=True)
-        write_json_atomically(os.path.join(report_dir, REPORT_FILE), report)
-        return
-    # An object store makes an object visible only once its upload is complete: no temp name.
-    tf.io.gfile.makedirs(report_dir)
-    with tf.io.gfile.GFile(_join(report_dir, REPORT_FILE), "w") as handle:
-        handle.write(json.dumps(report, indent=1, sort_keys=True) + "\n")

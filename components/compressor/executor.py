@@ -13,9 +13,10 @@ model is not blessed.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-import glob
 import gzip
+import html
 import os
 import tempfile
 import time
@@ -29,9 +30,9 @@ import tensorflow_transform as tft
 import tf2onnx
 import tf_keras as keras
 
+from components import storage
 from components.compressor import plot
 from models import compression, export, training
-from models.files import write_json_atomically
 from models.settings import COMPRESSION_RECIPES, CompressionSettings
 from models.spec import TaskSpec
 
@@ -84,7 +85,7 @@ def read_examples(
     Raises:
         ValueError: If the patterns match no file.
     """
-    files = sorted(path for pattern in file_patterns for path in glob.glob(pattern))
+    files = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"Expected TFRecord files matching {list(file_patterns)}, found none.")
     spec = {key: tf.io.FixedLenFeature([], tf.int64) for key in (*feature_keys, label_key)}
@@ -301,12 +302,8 @@ def check_onnx(
 
 
 def directory_bytes(directory: str) -> int:
-    """Total size of the files under a folder (a SavedModel's size)."""
-    return sum(
-        os.path.getsize(os.path.join(root, name))
-        for root, _, names in os.walk(directory)
-        for name in names
-    )
+    """Total size of the files under a folder or URI (a SavedModel's size)."""
+    return storage.tree_bytes(directory)
 
 
 def choose(
@@ -361,11 +358,13 @@ def compress(
     metadata: dict,
     spec: TaskSpec,
     training_data: TrainingData | None = None,
+    summary_path: str | None = None,
 ) -> dict:
     """Builds every candidate, measures it, and writes the chosen one with its report.
 
     Writes `report.json` (the SavedModel reference, every candidate, the choice), `report.png`
-    (size against accuracy of every candidate) and, when a candidate is chosen, `model.tflite`
+    (size against accuracy of every candidate), the same two as a self-contained HTML page at
+    `summary_path` when given, and, when a candidate is chosen, `model.tflite`
     and `metadata.json` (input and output description, the recipe, its measures and
     `metadata`) under `output_dir`. With `settings.onnx`, also `model.onnx` when it passes its
     parity check against the SavedModel (the check is in the report either way).
@@ -376,10 +375,11 @@ def compress(
         representative: Raw rows for int8 calibration (from the train split).
         test_features: Raw rows of the test split.
         test_labels: Their labels.
-        output_dir: The device model artifact's folder.
+        output_dir: The device model artifact's folder (a local folder or a URI).
         metadata: Extra facts for `metadata.json` (labels, source model).
         spec: The task (label key for the fine-tuning data).
         training_data: Transform's output, needed by the recipes that fine-tune.
+        summary_path: Where the HTML summary goes (a file), if anywhere.
 
     Returns:
         The report.
@@ -421,24 +421,103 @@ def compress(
         "candidates": [dataclasses.asdict(candidate) for candidate in candidates],
         "chosen": chosen.recipe if chosen else None,
     }
-    os.makedirs(output_dir, exist_ok=True)
     if settings.onnx:
         onnx_model = export_onnx(saved_model_dir)
         report["onnx"] = check_onnx(onnx_model, saved_model_dir, test_features, test_labels)
         if report["onnx"]["parity"]:
-            with open(os.path.join(output_dir, ONNX_FILE), "wb") as handle:
-                handle.write(onnx_model)
+            storage.write_bytes(storage.join(output_dir, ONNX_FILE), onnx_model)
     if chosen is not None:
-        with open(os.path.join(output_dir, MODEL_FILE), "wb") as handle:
-            handle.write(models[chosen.recipe])
-        write_json_atomically(
-            os.path.join(output_dir, METADATA_FILE),
+        storage.write_bytes(storage.join(output_dir, MODEL_FILE), models[chosen.recipe])
+        storage.write_json(
+            storage.join(output_dir, METADATA_FILE),
             {
                 **tensor_metadata(models[chosen.recipe]),
                 **metadata,
                 **dataclasses.asdict(chosen),
             },
         )
-    plot.write_size_accuracy_plot(report, os.path.join(output_dir, PLOT_FILE))
-    write_json_atomically(os.path.join(output_dir, REPORT_FILE), report)
+    picture = plot.size_accuracy_png(report)
+    storage.write_bytes(storage.join(output_dir, PLOT_FILE), picture)
+    storage.write_json(storage.join(output_dir, REPORT_FILE), report)
+    if summary_path:
+        storage.write_text(summary_path, summary_html(report, picture))
     return report
+
+
+def metric_values(report: dict) -> dict[str, float]:
+    """The report's scalars for KFP's console: the SavedModel's and each candidate's accuracy,
+    size (KB) and median latency (ms), named `<recipe>_<measure>`."""
+    values = {}
+    rows = [("saved_model", report["reference"])] + [
+        (candidate["recipe"], candidate) for candidate in report["candidates"]
+    ]
+    for name, measures in rows:
+        values[f"{name}_accuracy"] = measures["accuracy"]
+        values[f"{name}_size_kb"] = round(measures["size_bytes"] / 1024, 1)
+        values[f"{name}_latency_ms_p50"] = measures["latency_ms_p50"]
+    if "onnx" in report:
+        values["onnx_accuracy"] = report["onnx"]["accuracy"]
+        values["onnx_max_abs_difference"] = report["onnx"]["max_abs_difference"]
+    return values
+
+
+def summary_html(report: dict, picture: bytes) -> str:
+    """The report as one self-contained HTML page: the table of candidates and the plot
+    (inline), for the Kubeflow and Vertex consoles."""
+    floor = report["reference"]["accuracy"] - report["accuracy_budget"]
+    rows = []
+    for candidate in report["candidates"]:
+        verdict = (
+            "chosen"
+            if candidate["recipe"] == report["chosen"]
+            else (
+                "within the budget" if candidate["accuracy"] >= floor - 1e-9 else "too inaccurate"
+            )
+        )
+        rows.append(
+            (
+                candidate["recipe"],
+                f"{candidate['size_bytes'] / 1024:.1f}",
+                f"{candidate['gzipped_bytes'] / 1024:.1f}",
+                f"{candidate['accuracy']:.4f}",
+                f"{candidate['latency_ms_p50']:.3f}",
+                verdict,
+            )
+        )
+    reference = report["reference"]
+    rows.append(
+        (
+            "SavedModel (reference)",
+            f"{reference['size_bytes'] / 1024:.1f}",
+            "",
+            f"{reference['accuracy']:.4f}",
+            f"{reference['latency_ms_p50']:.3f}",
+            "",
+        )
+    )
+    headers = ("model", "size (KB)", "gzipped (KB)", "test accuracy", "latency p50 (ms)", "")
+    table = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    chosen = report["chosen"] or "none (no candidate within the accuracy budget)"
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Device model candidates"
+        "</title><style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>"
+        f"<h2>Device model candidates</h2><p>Chosen: <b>{html.escape(chosen)}</b>. "
+        f"{report['test_examples']} test examples; accuracy budget "
+        f"{report['accuracy_budget']:g} below the SavedModel.</p>"
+        "<table><tr>" + "".join(f"<th>{html.escape(item)}</th>" for item in headers) + "</tr>"
+        f"{table}</table><p><img alt='size against accuracy' "
+        f"src='data:image/png;base64,{base64.b64encode(picture).decode('ascii')}'></p>"
+        "</body></html>\n"
+    )
+
+
+def skipped_summary_html(reason: str) -> str:
+    """The HTML summary of a Compressor run that built no candidate, saying why."""
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Device model candidates"
+        f"</title></head><body><h2>Device model candidates</h2><p>{html.escape(reason)}</p>"
+        "</body></html>\n"
+    )

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 
 # The object API with the Agg canvas, not pyplot: no display and no global figure state on a
 # pipeline worker.
@@ -11,16 +10,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def write_size_accuracy_plot(report: dict, path: str) -> None:
+def size_accuracy_png(report: dict) -> bytes:
     """Draws each candidate of a compression report at (size in KB, test accuracy).
 
     The SavedModel's accuracy and the lowest accuracy the budget accepts are horizontal lines;
-    the chosen candidate is ringed. The PNG is written to a temporary file and renamed.
+    the chosen candidate is ringed. Drawn in memory, so that the caller can write it to any
+    file system.
 
     Args:
         report: The Compressor's report (`reference`, `accuracy_budget`, `candidates`,
             `chosen`).
-        path: The PNG file to write.
+
+    Returns:
+        The PNG image.
     """
     reference = report["reference"]["accuracy"]
     floor = reference - report["accuracy_budget"]
@@ -61,13 +63,6 @@ def write_size_accuracy_plot(report: dict, path: str) -> None:
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(handle)
-    try:
-        figure.savefig(temporary, format="png")
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; the report is not.
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -9,15 +9,19 @@ Jensen-Shannon divergence for numeric features, L-infinity distance for categori
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from components.anomaly_gate.executor import DataValidationError, Finding, describe
-from models.files import write_json_atomically
+from components import storage
+from components.anomaly_gate.executor import (
+    DataValidationError,
+    Finding,
+    describe,
+    findings_markdown,
+    markdown_table,
+)
 
 STATS_FILE = "FeatureStats.pb"
 TRAIN = "train"
@@ -55,12 +59,9 @@ def load_statistics(split_dir: str) -> statistics_pb2.DatasetFeatureStatisticsLi
     Raises:
         FileNotFoundError: If the file is missing.
     """
-    path = os.path.join(split_dir, STATS_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Expected statistics at {path}, found no file.")
+    path = storage.join(split_dir, STATS_FILE)
     statistics = statistics_pb2.DatasetFeatureStatisticsList()
-    with open(path, "rb") as handle:
-        statistics.ParseFromString(handle.read())
+    statistics.ParseFromString(storage.read_bytes(path))
     return statistics
 
 
@@ -69,8 +70,7 @@ def load_schema(path: str) -> schema_pb2.Schema:
     from google.protobuf import text_format
 
     schema = schema_pb2.Schema()
-    with open(path) as handle:
-        text_format.Parse(handle.read(), schema)
+    text_format.Parse(storage.read_bytes(path).decode("utf-8"), schema)
     return schema
 
 
@@ -150,16 +150,54 @@ def findings(measurements: list[Measurement], baseline: str) -> list[Finding]:
     return result
 
 
+def metric_values(measurements: Sequence[Measurement]) -> dict[str, float]:
+    """One scalar per comparison, named `<drift|skew>_<split>_<feature>`, for KFP's console."""
+    return {f"{item.comparison}_{item.split}_{item.feature}": item.value for item in measurements}
+
+
+def summary_markdown(
+    measurements: Sequence[Measurement], failures: Sequence[Finding], drift_measured: bool
+) -> str:
+    """The gate's verdict and every measurement (largest first) as Markdown."""
+    context = (
+        "Drift of the train split from the previous accepted span, and skew of each split "
+        "from the train split"
+        if drift_measured
+        else "Skew of each split from the train split (no earlier span: drift not measured)"
+    )
+    ranked = sorted(measurements, key=lambda item: (-item.value, item.feature))
+    return (
+        findings_markdown("Drift and skew", not failures, failures, context + ".")
+        + "\n"
+        + markdown_table(
+            ("comparison", "split", "feature", "measure", "value", "threshold", "verdict"),
+            [
+                (
+                    item.comparison,
+                    item.split,
+                    item.feature,
+                    item.measure,
+                    f"{item.value:.4f}",
+                    f"{item.threshold:g}",
+                    "above" if item.failed else "within",
+                )
+                for item in ranked
+            ],
+        )
+    )
+
+
 def run_gate(
     statistics_dirs: Mapping[str, str],
     schema_path: str,
     baseline_dir: str | None,
     report_dir: str,
     accepted_dir: str,
-) -> None:
-    """The component's work: measures drift and skew, writes `report.json`, and fails on any
-    value above its threshold; otherwise keeps the train split's statistics as the next run's
-    baseline.
+    summary_path: str | None = None,
+) -> list[Measurement]:
+    """The component's work: measures drift and skew, writes `report.json` (and its Markdown
+    summary), and fails on any value above its threshold; otherwise keeps the train split's
+    statistics as the next run's baseline.
 
     Args:
         statistics_dirs: Split name -> StatisticsGen's folder for it; must hold "train".
@@ -168,6 +206,10 @@ def run_gate(
             first span (drift is then not measured).
         report_dir: Where `report.json` goes.
         accepted_dir: Receives `Split-train/FeatureStats.pb` when the data passes.
+        summary_path: Where the Markdown summary goes (a file), if anywhere.
+
+    Returns:
+        Every measurement (when the data passed).
 
     Raises:
         DataValidationError: If a feature drifted or is skewed beyond its threshold.
@@ -189,9 +231,8 @@ def run_gate(
         },
     )
     failures = findings(measurements, "the previous span")
-    os.makedirs(report_dir, exist_ok=True)
-    write_json_atomically(
-        os.path.join(report_dir, REPORT_FILE),
+    storage.write_json(
+        storage.join(report_dir, REPORT_FILE),
         {
             "passed": not failures,
             "drift_measured": baseline_dir is not None,
@@ -199,13 +240,17 @@ def run_gate(
             "measurements": [asdict(item) for item in measurements],
         },
     )
+    if summary_path:
+        storage.write_text(
+            summary_path, summary_markdown(measurements, failures, baseline_dir is not None)
+        )
     if failures:
         raise DataValidationError(
             f"Drift and skew: {len(failures)} feature comparison(s) above the schema's "
             f"thresholds; the run stops before training.\n{describe(failures)}"
         )
-    target = os.path.join(accepted_dir, f"Split-{TRAIN}")
-    os.makedirs(target, exist_ok=True)
-    shutil.copyfile(
-        os.path.join(statistics_dirs[TRAIN], STATS_FILE), os.path.join(target, STATS_FILE)
+    storage.copy_file(
+        storage.join(statistics_dirs[TRAIN], STATS_FILE),
+        storage.join(accepted_dir, f"Split-{TRAIN}", STATS_FILE),
     )
+    return measurements

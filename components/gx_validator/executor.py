@@ -7,15 +7,20 @@ reason in plain words; the component fails the run when there is any.
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
+import tempfile
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from components.anomaly_gate.executor import DataValidationError, Finding, describe
-from models.files import write_json_atomically
+from components import storage
+from components.anomaly_gate.executor import (
+    DataValidationError,
+    Finding,
+    describe,
+    findings_markdown,
+    markdown_table,
+)
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.json"
@@ -35,7 +40,7 @@ def read_examples(split_dir: str) -> pd.DataFrame:
     """
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(split_dir, "*")))
+    files = sorted(tf.io.gfile.glob(storage.join(split_dir, "*")))
     if not files:
         raise FileNotFoundError(f"Expected TFRecord files in {split_dir}, found none.")
     records = []
@@ -116,16 +121,30 @@ def validate_splits(
     Args:
         frames: Split name -> the split's rows.
         suite_document: The suite, as `suite.build_suite` returns it.
-        output_dir: When given, receives `results.json` (each split's validation result) and
-            `data_docs/` (GX Data Docs, `index.html` first).
+        output_dir: When given (a folder or a URI), receives `results.json` (each split's
+            validation result) and `data_docs/` (GX Data Docs, `index.html` first).
         data_docs: Whether to render the Data Docs into `output_dir`.
 
     Returns:
         The failed expectations as findings, in split order, and the results by split.
     """
+    if not (output_dir and data_docs):
+        return _validate(frames, suite_document, output_dir, None)
+    # GX renders Data Docs into a local folder only: render there, then copy to the output.
+    with tempfile.TemporaryDirectory(prefix="dlforge-data-docs-") as docs_dir:
+        outcome = _validate(frames, suite_document, output_dir, docs_dir)
+        storage.upload_tree(docs_dir, storage.join(output_dir, DOCS_DIR))
+    return outcome
+
+
+def _validate(
+    frames: Mapping[str, pd.DataFrame],
+    suite_document: Mapping,
+    output_dir: str | None,
+    docs_dir: str | None,
+) -> tuple[list[Finding], dict]:
     import great_expectations as gx
 
-    docs_dir = os.path.join(output_dir, DOCS_DIR) if output_dir and data_docs else None
     context = _context(docs_dir)
     suite = _suite(context, suite_document)
     source = context.data_sources.add_pandas("examples")
@@ -162,8 +181,7 @@ def validate_splits(
     if docs_dir:
         context.build_data_docs(site_names=["local"])
     if output_dir:
-        os.makedirs(output_dir, exist_ok=True)
-        write_json_atomically(os.path.join(output_dir, RESULTS_FILE), results)
+        storage.write_json(storage.join(output_dir, RESULTS_FILE), results)
     return findings, results
 
 
@@ -271,27 +289,62 @@ def explain(kind: str, kwargs: Mapping, item: Mapping) -> tuple[str, str]:
     return kind, f"observed {observed}"
 
 
-def run_validator(split_dirs: Mapping[str, str], suite_document: Mapping, output_dir: str) -> None:
+def summary_markdown(
+    findings: Sequence[Finding], results: Mapping[str, Mapping], rows: Mapping[str, int]
+) -> str:
+    """The validation as Markdown: per split its rows and expectations met, then the findings.
+
+    Args:
+        findings: As `validate_splits` returns them.
+        results: Each split's GX validation result as JSON.
+        rows: Each split's row count.
+    """
+    per_split = []
+    for split in sorted(results):
+        outcomes = [item["success"] for item in results[split]["results"]]
+        per_split.append((split, rows.get(split, ""), f"{sum(outcomes)} of {len(outcomes)}"))
+    return (
+        findings_markdown(
+            "Great Expectations suite",
+            not findings,
+            findings,
+            "The data docs are in the report artifact, under `data_docs/index.html`.",
+        )
+        + "\n"
+        + markdown_table(("split", "rows", "expectations met"), per_split)
+    )
+
+
+def run_validator(
+    split_dirs: Mapping[str, str],
+    suite_document: Mapping,
+    output_dir: str,
+    summary_path: str | None = None,
+) -> None:
     """The component's work: validates each split's examples, writes the results, Data Docs
-    and `report.json` under `output_dir`, then fails when an expectation failed.
+    and `report.json` under `output_dir` (and the Markdown summary to `summary_path`), then
+    fails when an expectation failed.
 
     Raises:
         DataValidationError: If any expectation failed; the message names split, feature and
             reason.
     """
     frames = {split: read_examples(path) for split, path in split_dirs.items()}
-    findings, _ = validate_splits(frames, suite_document, output_dir)
-    write_json_atomically(
-        os.path.join(output_dir, REPORT_FILE),
+    findings, results = validate_splits(frames, suite_document, output_dir)
+    rows = {split: len(frame) for split, frame in frames.items()}
+    storage.write_json(
+        storage.join(output_dir, REPORT_FILE),
         {
             "passed": not findings,
-            "rows": {split: len(frame) for split, frame in frames.items()},
+            "rows": rows,
             "findings": [finding.__dict__ for finding in findings],
         },
     )
+    if summary_path:
+        storage.write_text(summary_path, summary_markdown(findings, results, rows))
     if findings:
         raise DataValidationError(
             f"Great Expectations: {len(findings)} expectation(s) failed; the run stops before "
-            f"training. Data Docs: {os.path.join(output_dir, DOCS_DIR, 'index.html')}\n"
+            f"training. Data Docs: {storage.join(output_dir, DOCS_DIR, 'index.html')}\n"
             f"{describe(findings)}"
         )

@@ -11,7 +11,7 @@ up: a valid example needs the raw schema, which a model folder does not carry.
 from __future__ import annotations
 
 import logging
-import os
+import posixpath
 
 import numpy as np
 import tensorflow as tf
@@ -19,14 +19,17 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+from components import storage
+
+# "/"-separated: joined onto a local folder or a URI (`gs://...`) alike.
+WARMUP_FILE = posixpath.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_BATCH_SIZES = (1, 8, 32)
 PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 def _serve_signatures(model_dir: str) -> dict:
     saved_model = saved_model_pb2.SavedModel()
-    path = os.path.join(model_dir, "saved_model.pb")
+    path = storage.join(model_dir, "saved_model.pb")
     with tf.io.gfile.GFile(path, "rb") as handle:
         try:
             saved_model.ParseFromString(handle.read())
@@ -82,19 +85,22 @@ def warmup_requests(
 
 
 def write_warmup_file(model_dir: str) -> int:
-    """Writes the warmup file into a model folder unless the model already has one.
+    """Writes the warmup file into a model folder (local or a URI) unless the model already
+    has one. The records are written under a temporary name and renamed into place.
 
     Returns:
         The number of records written (0 when a warmup file was already there).
     """
-    path = os.path.join(model_dir, WARMUP_FILE)
+    path = storage.join(model_dir, *WARMUP_FILE.split("/"))
     if tf.io.gfile.exists(path):
         return 0
     logs = warmup_requests(model_dir)
     if not logs:
         return 0
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.TFRecordWriter(path) as writer:
+    temporary = path + ".tmp"
+    tf.io.gfile.makedirs(storage.dirname(path))
+    with tf.io.TFRecordWriter(temporary) as writer:
         for log in logs:
             writer.write(log.SerializeToString())
+    tf.io.gfile.rename(temporary, path, overwrite=True)
     return len(logs)

@@ -9,5 +9,9 @@ TFLite signature), and its module exposes:
         (after any preprocessing) on which `model.train_on_batch(inputs, targets)` trains a step
     model_signatures(model, spec) -> {name: ConcreteFunction}: the signatures the family serves,
         over model inputs (dense tensors); the card's `tflite_signature` is one of them
+and may define
+    train(model, spec, train_dataset, eval_dataset, *, train_steps, epochs, callbacks) -> the
+        history dict: trains the model in place of `model.fit` (transfer learning's phases), in
+        the Trainer (`models.training.train_model`) and in every tuner trial
 The contract test (tests/test_family_contract.py) checks every registered family against this.
 """

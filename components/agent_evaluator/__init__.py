@@ -1,0 +1,1 @@
+"""AgentEvaluator: plays seeded episodes with an exported policy and blesses it or not."""

@@ -1,0 +1,1 @@
+"""AgentTrainer: trains a reinforcement-learning agent and exports its policy as a Model."""

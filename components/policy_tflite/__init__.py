@@ -1,0 +1,1 @@
+"""PolicyTFLite: the TFLite model of a blessed policy, blessed when it acts like the SavedModel."""
