@@ -54,6 +54,7 @@ class RunReport:
     tuner_trials: list[dict] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
     history_axis: str = "epoch"
+    baseline_gate: dict = field(default_factory=dict)
     confusion: list[list[float]] = field(default_factory=list)
     baseline_diff: dict[str, float] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
@@ -93,6 +94,7 @@ def collect(home: str, run_id: str | None = None, *, label_key: str = "label") -
         "AgentTrainer": lambda artifacts: _read_agent_curve(report, artifacts),
         "Compressor": lambda artifacts: _read_compression(report, artifacts),
         "PolicyTFLite": lambda artifacts: _read_compression(report, artifacts),
+        "BaselineGate": lambda artifacts: _read_baseline_gate(report, artifacts),
     }
     for node_id, artifacts in outputs.items():
         if node_id in readers:
@@ -229,6 +231,15 @@ def _read_history(report: RunReport, artifacts: dict) -> None:
     if path and os.path.exists(path):
         with open(path) as handle:
             report.history = json.load(handle)
+
+
+def _read_baseline_gate(report: RunReport, artifacts: dict) -> None:
+    """The forecaster's errors against the seasonal-naive forecast's, and the verdict."""
+    gate_report = _single(artifacts, "report")
+    path = os.path.join(gate_report.uri, "report.json") if gate_report else ""
+    if path and os.path.exists(path):
+        with open(path) as handle:
+            report.baseline_gate = json.load(handle)
 
 
 def _read_agent_curve(report: RunReport, artifacts: dict) -> None:

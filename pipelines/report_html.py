@@ -305,6 +305,20 @@ def _evaluation_section(report: RunReport) -> str:
         return '<p class="muted">The Evaluator did not run.</p>'
     shown = "; ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.items())
     parts = [f"<p>{_text(shown)}; blessed: {_verdict(summary.get('blessed'), 'yes', 'no')}</p>"]
+    gate = report.baseline_gate
+    if gate:
+        rows = [
+            ("model", f"{gate['model_rmse']:.4f}", f"{gate['model_mae']:.4f}"),
+            (
+                "seasonal naive",
+                f"{gate['seasonal_naive_rmse']:.4f}",
+                f"{gate['seasonal_naive_mae']:.4f}",
+            ),
+        ]
+        parts.append(
+            f"<p>BaselineGate: {_text(gate['reason'])}</p>"
+            + _table(["forecast (test split)", "RMSE", "MAE"], rows)
+        )
     parts += [f'<p class="bad">{_text(line)}</p>' for line in summary.get("blessing_failures", [])]
     if report.baseline_diff:
         rows = [(name, f"{value:+.4f}") for name, value in sorted(report.baseline_diff.items())]
