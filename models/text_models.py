@@ -367,15 +367,15 @@ def generate_ids(
 
     Each step runs the model on the last `window` ids of the text so far (padded at the end)
     and picks the next id from the prediction at the last real position: the most probable one
-    when `temperature` is 0, otherwise a sample from the distribution sharpened or flattened by
-    `temperature`, drawn with a stateless generator seeded by (seed, step), so the same seed
-    gives the same text. The padding id is never picked.
+    when `temperature` is 0 or below, otherwise a sample from the distribution sharpened or
+    flattened by `temperature`, drawn with a stateless generator seeded by (seed, step), so the
+    same seed gives the same text. The padding id is never picked.
 
     Args:
         model: Maps ids [1, window] to next-id probabilities [1, window, num_ids].
         prompt_ids: int64 [prompt length], at least one id.
         num_steps: How many ids to add, int32 scalar.
-        temperature: float32 scalar, >= 0.
+        temperature: float32 scalar; <= 0 picks greedily.
         seed: int64 scalar.
         window: The model's input length.
 
@@ -383,7 +383,6 @@ def generate_ids(
         The added ids, int64 [num_steps].
     """
     tf.debugging.assert_positive(tf.size(prompt_ids), message="Expected a non-empty prompt.")
-    tf.debugging.assert_non_negative(temperature, message="Expected a temperature >= 0.")
     prompt_ids = tf.cast(prompt_ids, tf.int64)
 
     def step(index, text_ids):
@@ -427,7 +426,8 @@ def language_model_signatures(
       position [batch, length, num_ids];
     - `serving_single` (when `single`): the same over a batch of exactly one sequence;
     - `generate`: `prompt` (string scalar), `num_characters` (int32), `temperature` (float32,
-      0 for greedy) and `seed` (int64) -> the continuation as `text` (string scalar) and `ids`.
+      0 or below for greedy) and `seed` (int64) -> the continuation as `text` (string scalar)
+      and `ids`.
     """
 
     def serve(tokens):

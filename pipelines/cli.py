@@ -230,15 +230,22 @@ def _print_summary(summary) -> None:
         else:
             print("  pushed: no")
         device = summary.device_model
-        if device.get("chosen"):
+        if device.get("chosen") and "accuracy" in device:
             print(
                 f"  device model: {device['chosen']} TFLite, {device['size_bytes'] / 1024:.0f} KB, "
                 f"test accuracy {device['accuracy']:.4f}"
             )
+        elif device.get("chosen"):
+            print(
+                f"  device model: {device['chosen']} TFLite, {device['size_bytes'] / 1024:.0f} KB, "
+                f"same actions as the SavedModel on {device['actions_agreeing']} of "
+                f"{device['observations_checked']} visited states"
+            )
         elif device.get("report"):
             print("  device model: no candidate within the accuracy budget")
         if device.get("report"):
-            print(f"  compression report: {device['report']} (plot: {device['plot']})")
+            plot = f" (plot: {device['plot']})" if device.get("plot") else ""
+            print(f"  compression report: {device['report']}{plot}")
         if device.get("pushed_path"):
             print(f"  pushed to devices: {device['pushed_path']}")
 

@@ -299,8 +299,9 @@ def _summary(runs_dir: str, run_id: str) -> dict:
 
 
 def device_model_report(device_model_uri: str) -> dict:
-    """The Compressor's chosen candidate with its measures, the choice, and where its report and
-    plot are; empty when the model was not blessed, so nothing was compressed.
+    """The device model's measures (the Compressor's chosen candidate, or the single conversion
+    of a policy, whose report holds its own measures), the choice, and where its report and plot
+    are; empty when the model was not blessed, so nothing was converted.
 
     Read from `report.json` here rather than through the Compressor's module, which imports TF.
     """
@@ -309,12 +310,17 @@ def device_model_report(device_model_uri: str) -> dict:
         return {}
     with open(path) as handle:
         report = json.load(handle)
-    chosen = [item for item in report["candidates"] if item["recipe"] == report["chosen"]]
+    plot = os.path.join(device_model_uri, "report.png")
+    if "candidates" in report:
+        chosen = [item for item in report["candidates"] if item["recipe"] == report["chosen"]]
+        measures = chosen[0] if chosen else {}
+    else:
+        measures = report
     return {
-        **(chosen[0] if chosen else {}),
+        **measures,
         "chosen": report["chosen"],
         "report": path,
-        "plot": os.path.join(device_model_uri, "report.png"),
+        "plot": plot if os.path.exists(plot) else "",
     }
 
 

@@ -19,7 +19,7 @@ def _families():
 def _signature_inputs(function, seed: int = 0) -> dict:
     """Inputs for a reloaded signature (its inputs are named), made from its input specs: None
     dimensions become 2; floats are standard normal, integers small non-negative values (valid
-    ids, counts and lengths)."""
+    ids, counts and lengths), strings a short phrase (a prompt)."""
     rng = np.random.default_rng(seed)
     _, specs = function.structured_input_signature
     inputs = {}
@@ -29,6 +29,8 @@ def _signature_inputs(function, seed: int = 0) -> dict:
             value = rng.normal(size=shape)
         elif spec.dtype.is_integer:
             value = rng.integers(0, 3, size=shape)
+        elif spec.dtype == tf.string:
+            value = np.full(shape, "def main(")
         else:
             pytest.fail(f"signature input {name} has dtype {spec.dtype.name}: add a case")
         inputs[name] = tf.constant(value, dtype=spec.dtype)
