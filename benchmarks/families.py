@@ -7,7 +7,10 @@ the family's default hyper-parameters and the default Trainer steps, without the
 search per family would take an hour), and reads the run summary (the test metric, the Trainer's
 seconds) and the trained SavedModel (its parameters). Pipelines that judge a model against a
 baseline show it on its own row (co2: the seasonal-naive forecast of the same test split).
-Agents are benchmarked by `benchmarks/rl.py`.
+The generative families, which no pipeline trains yet, are measured by
+`models.generative.measure` on the same digits split (sample grids written beside the home);
+transfer learning's gain over training from scratch on 10 labelled images per class by
+`models.transfer.measure_transfer_gain`. Agents are benchmarked by `benchmarks/rl.py`.
 """
 
 from __future__ import annotations
@@ -38,25 +41,23 @@ def _parameters(pipeline_root: str) -> int:
     return int(sum(np.prod(variable.shape) for variable in loaded.trainable_variables))
 
 
-def _baseline_rows(pipeline_root: str) -> list[dict]:
-    """The baseline a regression model is judged against, from the BaselineGate's report."""
-    reports = sorted(
-        glob.glob(os.path.join(pipeline_root, "BaselineGate", "*", "*", "baseline.json")),
+def _seasonal_naive_row(pipeline_root: str) -> dict:
+    """The forecast a co2 model is judged against, from the latest BaselineGate report."""
+    (report_path, *_) = sorted(
+        glob.glob(os.path.join(pipeline_root, "BaselineGate", "report", "*", "report.json")),
         key=os.path.getmtime,
+        reverse=True,
     )
-    if not reports:
-        return []
-    with open(reports[-1]) as handle:
+    with open(report_path) as handle:
         report = json.load(handle)
-    return [
-        {
-            "family": f"({report['baseline']})",
-            "metric": "test_rmse",
-            "value": report["baseline_rmse"],
-            "seconds": 0.0,
-            "parameters": 0,
-        }
-    ]
+    return {
+        "family": "(seasonal naive)",
+        "metric": "test_rmse",
+        "value": report["seasonal_naive_rmse"],
+        "seconds": 0.0,
+        "parameters": 0,
+        "blessed": None,
+    }
 
 
 def run_families(home: str, pipelines: list[str]) -> list[dict]:
@@ -92,12 +93,54 @@ def run_families(home: str, pipelines: list[str]) -> list[dict]:
                     "blessed": summary.blessed,
                 }
             )
-        rows += [
-            {"pipeline": pipeline, "blessed": None, **row}
-            for row in _baseline_rows(os.path.join(home, "pipeline_root"))
-            if entry.evaluation == "regression"
-        ]
+        if entry.evaluation == "regression":
+            rows.append({"pipeline": pipeline, **_seasonal_naive_row(config.pipeline_root)})
     return rows
+
+
+def generative_rows(output_dir: str) -> list[dict]:
+    from models import generative
+
+    figures = generative.measure(output_dir)
+    print(generative.format_figures(figures), file=sys.stderr)
+    measured = {
+        "autoencoder": ("test_mse", figures.autoencoder_mse),
+        "vae": ("test_elbo_nats", figures.vae_test_elbo),
+        "gan": ("classes_covered", float(figures.gan_quality.classes_covered)),
+    }
+    return [
+        {
+            "pipeline": "generative",
+            "family": family,
+            "metric": metric,
+            "value": value,
+            "seconds": figures.seconds[family],
+            "parameters": figures.parameters[family],
+            "blessed": None,
+        }
+        for family, (metric, value) in measured.items()
+    ]
+
+
+def transfer_rows(labelled_per_class: int) -> list[dict]:
+    from models import transfer
+
+    gain = transfer.measure_transfer_gain(labelled_per_class=labelled_per_class)
+    return [
+        {
+            "pipeline": "digits 5-9",
+            "family": f"{name} ({labelled_per_class}/class)",
+            "metric": "test_accuracy",
+            "value": value,
+            "seconds": gain.seconds / 2,
+            "parameters": 0,
+            "blessed": None,
+        }
+        for name, value in (
+            ("transfer", gain.pretrained_accuracy),
+            ("scratch", gain.scratch_accuracy),
+        )
+    ]
 
 
 def print_table(rows: list[dict]) -> None:
@@ -111,7 +154,7 @@ def print_table(rows: list[dict]) -> None:
         blessed = {True: "yes", False: "no", None: "-"}[row["blessed"]]
         print(
             f"{row['pipeline']:<10} {row['family']:<20} {row['metric']:<14} {row['value']:>9.4f} "
-            f"{shown_target:>9} {row['seconds']:>8.1f} {row['parameters']:>11,} {blessed:>8}"
+            f"{shown_target:>9} {row['seconds']:>8.1f} {row['parameters'] or '-':>11} {blessed:>8}"
         )
 
 
@@ -121,7 +164,9 @@ def main() -> None:
     parser.add_argument("--pipelines", default="digits,co2", help="comma-separated pipelines")
     args = parser.parse_args()
     home = args.home or tempfile.mkdtemp(prefix="dlforge-families-")
-    rows = run_families(home, args.pipelines.split(","))
+    rows = run_families(home, args.pipelines.split(",")) if args.pipelines else []
+    rows += generative_rows(os.path.join(home, "generative"))
+    rows += transfer_rows(labelled_per_class=10)
     print_table(rows)
 
 

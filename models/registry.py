@@ -77,10 +77,10 @@ FAMILIES: dict[str, FamilyCard] = {
         "models.families.text_transformer", "text", "text", "accuracy", "serving_default"
     ),
     "char_lstm_lm": FamilyCard(
-        "models.families.char_lstm_lm", "text", "text_lm", "perplexity", "serving_single"
+        "models.families.char_lstm_lm", "text_lm", "text_lm", "perplexity", "serving_single"
     ),
     "transformer_lm": FamilyCard(
-        "models.families.transformer_lm", "text", "text_lm", "perplexity", "serving_default"
+        "models.families.transformer_lm", "text_lm", "text_lm", "perplexity", "serving_default"
     ),
 }
 

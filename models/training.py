@@ -18,6 +18,8 @@ from models.spec import TaskSpec
 from models.strategy import make_strategy
 
 SHUFFLE_BUFFER = 2048
+# A text model's signature over token ids (its `serving_default` takes raw text tf.Examples).
+TOKENS_SIGNATURE = "serving_tokens"
 
 
 def make_dataset(
@@ -141,14 +143,28 @@ def save_model(
     spec: TaskSpec,
     serving_model_dir: str,
 ) -> None:
-    """Saves the model as a SavedModel with the serving signatures of `models.export`."""
-    signatures = export.make_signatures(
-        model,
-        transform_output,
-        label_key=spec.label_key,
-        dense_keys=spec.raw_feature_keys,
-        kind=spec.kind,
-    )
+    """Saves the model as a SavedModel with its serving signatures.
+
+    A model over numbers gets those of `models.export` (serialized tf.Examples, and dense raw
+    values); a model over token ids (text) gets serialized tf.Examples of the raw text as
+    `serving_default` and its token-id signature as `serving_tokens`.
+    """
+    if spec.vocabulary_size is not None:
+        from models import text_models
+
+        tokens = text_models.classifier_signatures(model, spec)[export.DEFAULT_SIGNATURE]
+        signatures = {
+            export.DEFAULT_SIGNATURE: text_models.examples_signature(model, transform_output, spec),
+            TOKENS_SIGNATURE: tokens,
+        }
+    else:
+        signatures = export.make_signatures(
+            model,
+            transform_output,
+            label_key=spec.label_key,
+            dense_keys=spec.raw_feature_keys,
+            kind=spec.kind,
+        )
     model.save(serving_model_dir, save_format="tf", signatures=signatures)
 
 

@@ -29,6 +29,8 @@ class PipelineEntry:
         preprocessing_fn: Dotted path of the Transform `preprocessing_fn`.
         evaluation: How the Evaluator judges a model: "classification" (accuracy) or
             "regression" (root mean squared error).
+        min_accuracy: A classifier's lowest test accuracy that is blessed, unless the config
+            sets one.
         device_model: Whether the pipeline compresses the blessed model and pushes a TFLite twin.
         user_data: Whether `--data` may add a span of the user's rows (its ingest checks exist).
     """
@@ -40,6 +42,7 @@ class PipelineEntry:
     data_module: str = ""
     preprocessing_fn: str = ""
     evaluation: str = "classification"
+    min_accuracy: float = 0.95
     device_model: bool = False
     user_data: bool = False
 
@@ -75,6 +78,17 @@ PIPELINES: dict[str, PipelineEntry] = {
             evaluation="classification",
             device_model=True,
             user_data=True,
+        ),
+        PipelineEntry(
+            name="text",
+            wiring="pipelines.supervised",
+            default_family="text_transformer",
+            summary="passages of the Python documentation (pydoc_data) -> one of 7 chapters",
+            data_module="models.data.text",
+            preprocessing_fn="models.text_preprocessing.preprocessing_fn",
+            evaluation="classification",
+            # Seven chapters, the largest holds 29% of the passages.
+            min_accuracy=0.5,
         ),
         PipelineEntry(
             name="co2",

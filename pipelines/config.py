@@ -26,7 +26,8 @@ class EvaluationConfig:
     """When the Evaluator blesses a model.
 
     Attributes:
-        min_accuracy: Lowest accuracy on the test split that is blessed.
+        min_accuracy: Lowest accuracy on the test split that is blessed; 0 takes the pipeline's
+            own (`pipelines.catalog`: digits 0.95, text 0.5).
         max_accuracy_drop: Largest accuracy drop against the latest blessed model that is still
             blessed (absolute, e.g. 0.01 is one point).
         max_rmse: Regression: highest root mean squared error on the test split that is
@@ -35,7 +36,7 @@ class EvaluationConfig:
             latest blessed model's that is still blessed (relative, e.g. 0.05 is 5%).
     """
 
-    min_accuracy: float = 0.95
+    min_accuracy: float = 0.0
     max_accuracy_drop: float = 0.01
     max_rmse: float = 1.0
     max_error_rise: float = 0.05
@@ -226,6 +227,10 @@ class PipelineConfig:
             raise ConfigError(
                 f"Expected a pipeline in {list(PIPELINES)}, received {self.pipeline!r}."
             )
+        if not self.evaluation.min_accuracy:
+            entry = catalog.get_pipeline(self.pipeline)
+            evaluation = dataclasses.replace(self.evaluation, min_accuracy=entry.min_accuracy)
+            object.__setattr__(self, "evaluation", evaluation)
         if not self.trainer.family:
             family = catalog.get_pipeline(self.pipeline).default_family
             trainer = dataclasses.replace(self.trainer, family=family)

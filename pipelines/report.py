@@ -326,8 +326,8 @@ def _read_samples(report: RunReport, store, run, outputs: dict) -> None:
     trainer = next(stage for stage in run.stages if stage.node_id == "Trainer")
     settings = lineage.trainer_settings(store, trainer.execution_id)
     spec = tasks.get_task(settings.get("task", "digits"))
-    if spec.kind != "classification":
-        return
+    if spec.kind != "classification" or spec.vocabulary_size is not None:
+        return  # sample predictions are shown for classifiers of numbers (images) only
     model = _single(outputs["Trainer"], "model")
     examples = _single(outputs["CsvExampleGen"], "examples")
     test_files = os.path.join(examples.uri, "Split-test", "*")

@@ -371,6 +371,14 @@ def _compression_section(report: RunReport) -> str:
     compression = report.compression
     if not compression:
         return '<p class="muted">No device model was made in this run.</p>'
+    if "candidates" not in compression:  # a policy: one conversion, checked action by action
+        return (
+            f"<p>{_text(compression['recipe'])} TFLite, {compression['size_bytes'] / 1024:.1f} KB: "
+            f"the same action as the SavedModel on {compression['actions_agreeing']} of "
+            f"{compression['observations_checked']} states visited in "
+            f"{compression['episodes']} seeded episodes; "
+            f"{_verdict(compression['parity'], 'blessed', 'not blessed')}</p>"
+        )
     reference = compression["reference"]
     rows = [
         (

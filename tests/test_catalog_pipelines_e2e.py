@@ -1,6 +1,6 @@
 """The catalog's other pipelines end to end through `run_pipeline` and the CLI, as a user runs
-them: co2 (a forecaster judged against the seasonal-naive forecast) and frozenlake (an agent),
-each read back through the run summary and the HTML report."""
+them: co2 (a forecaster judged against the seasonal-naive forecast), text (a classifier of raw
+strings) and frozenlake (an agent), each read back through the run summary and the report."""
 
 import glob
 import json
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import export
-from models.data import co2
+from models import export, training
+from models.data import co2, text
 from pipelines import cli, report, report_html
 from pipelines.config import from_mapping
 from pipelines.local_run import run_pipeline
@@ -97,3 +97,33 @@ def test_frozenlake_through_the_cli_blesses_a_q_table_and_reports_its_training(t
     assert summary["device_model"]["pushed_path"].startswith(os.path.join(home, "tflite"))
     html = report_html.render(report.collect(home, run_id))
     assert "trailing_mean_100" in html and "AgentEvaluator" in html
+
+
+def test_text_classifier_beats_the_majority_class_and_serves_raw_text(tmp_path):
+    config = from_mapping(
+        {"pipeline": "text", "home": str(tmp_path), "tune": False, "train_steps": 150}
+    )
+
+    summary = run_pipeline(config, progress=lambda line: None)
+
+    assert summary.pipeline == "text_text_transformer"
+    assert summary.status == "complete", summary.error
+    texts, labels = text.read_csv(os.path.join(config.data_dir, "span-0", "test", text.FILE_NAME))
+    majority = float(np.mean(labels == np.bincount(labels).argmax()))
+    assert summary.metrics["test_accuracy"] > majority + 0.15
+    assert config.evaluation.min_accuracy == 0.5  # text's own bar
+    assert summary.blessed and summary.pushed, summary.blessing_failures
+    loaded = tf.saved_model.load(summary.pushed_path)
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[item.encode()]))
+                }
+            )
+        ).SerializeToString()
+        for item in texts[:20]
+    ]
+    outputs = loaded.signatures[export.DEFAULT_SIGNATURE](examples=tf.constant(examples))
+    assert outputs[export.PROBABILITIES].shape == (20, text.NUM_CLASSES)
+    assert training.TOKENS_SIGNATURE in loaded.signatures

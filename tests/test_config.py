@@ -44,7 +44,7 @@ def test_defaults_are_a_valid_digits_cnn_config():
     assert config.pipeline == "digits"
     assert config.trainer == TrainerSettings(family="cnn")
     assert config.trainer.task == "digits"
-    assert config.evaluation == EvaluationConfig()
+    assert config.evaluation == EvaluationConfig(min_accuracy=0.95)
     assert config.pipeline_name == "digits_cnn"
 
 
@@ -164,6 +164,12 @@ def test_a_family_of_another_pipeline_raises_config_error_naming_both(monkeypatc
     monkeypatch.setitem(registry.FAMILIES, "foreign", card)
     with pytest.raises(ConfigError, match=r"pipeline 'digits'.*received 'foreign'.*'elsewhere'"):
         PipelineConfig(trainer=TrainerSettings(family="foreign"))
+
+
+def test_the_pipeline_sets_the_accuracy_bar_unless_the_config_does():
+    assert PipelineConfig(pipeline="text").evaluation.min_accuracy == 0.5
+    explicit = EvaluationConfig(min_accuracy=0.8)
+    assert PipelineConfig(pipeline="text", evaluation=explicit).evaluation.min_accuracy == 0.8
 
 
 def test_a_task_that_is_not_the_familys_raises():

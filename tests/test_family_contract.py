@@ -40,7 +40,11 @@ def _signature_inputs(function, seed: int = 0) -> dict:
 def _assert_same_outputs(expected: dict, received: dict, atol: float) -> None:
     assert sorted(received) == sorted(expected)
     for key, value in expected.items():
-        np.testing.assert_allclose(np.asarray(received[key]), np.asarray(value), atol=atol)
+        value, other = np.asarray(value), np.asarray(received[key])
+        if value.dtype.kind in "SOU":  # text, e.g. a language model's generated string
+            np.testing.assert_array_equal(other, value)
+        else:
+            np.testing.assert_allclose(other, value, atol=atol)
 
 
 @pytest.fixture(scope="module")
@@ -113,4 +117,4 @@ def test_every_family_card_names_a_known_task_and_a_pipeline():
 
 
 # Families whose pipeline is not wired yet: their contract holds, the pipeline comes next.
-_PIPELINES_TO_COME = {"text", "generative"}
+_PIPELINES_TO_COME = {"text_lm", "generative"}

@@ -113,7 +113,7 @@ def test_strings_get_a_type_check_floats_a_range_and_a_regression_label_no_diver
     by_kind = {
         (item["type"], item["kwargs"].get("column")): item["kwargs"] for item in expectations
     }
-    assert by_kind[("expect_column_values_to_be_in_type_list", "text")]["type_list"] == ["object"]
+    assert by_kind[("expect_column_values_to_be_in_type_list", "text")]["type_list"] == ["str"]
     assert by_kind[("expect_column_values_to_be_between", "target")] == {
         "column": "target",
         "min_value": 300.0,

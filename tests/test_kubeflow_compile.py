@@ -498,3 +498,47 @@ def test_vertex_machines_that_do_not_fit_the_strategy_are_refused(
     with pytest.raises(ValueError, match=message):
         _compile(tmp_path, "vertex", config)
     assert list(tmp_path.iterdir()) == []
+
+
+# The stages every pipeline of the catalog compiles to, beyond digits (checked in full above).
+CATALOG_STAGES = {
+    "text": {
+        "CsvExampleGen",
+        "GxValidator",
+        "DriftGate",
+        "Transform",
+        "Tuner",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
+    },
+    "co2": {
+        "CsvExampleGen",
+        "GxValidator",
+        "Transform",
+        "Tuner",
+        "Trainer",
+        "Evaluator",
+        "BaselineGate",
+        "Pusher",
+    },
+    "cartpole": {"AgentTrainer", "AgentEvaluator", "Pusher", "PolicyTFLite", "TFLitePusher"},
+    "frozenlake": {"AgentTrainer", "AgentEvaluator", "Pusher", "PolicyTFLite", "TFLitePusher"},
+}
+
+
+@pytest.mark.parametrize("pipeline", sorted(CATALOG_STAGES))
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_every_catalog_pipeline_compiles_to_a_parsable_spec_with_its_stages(
+    tmp_path, pipeline, target
+):
+    config = PipelineConfig(pipeline=pipeline, home=HOME)
+
+    spec = _pipeline_spec(_compile(tmp_path, target, config), target)
+
+    tasks = set(spec.root.dag.tasks)
+    assert CATALOG_STAGES[pipeline] <= tasks
+    assert spec.pipeline_info.name == config.pipeline_name.replace("_", "-")
+    if pipeline == "co2":
+        assert _upstream(spec.root.dag.tasks["Pusher"]) == {"Trainer", "BaselineGate"}
+        assert "Compressor" not in tasks

@@ -250,7 +250,7 @@ def explain(kind: str, kwargs: Mapping, item: Mapping) -> tuple[str, str]:
     if kind == "expect_column_values_to_not_be_null":
         return "missing values", f"{count} empty value(s); every row needs one"
     if kind == "expect_column_values_to_be_in_type_list":
-        return "wrong type", f"values of type {observed}, expected an integer type"
+        return "wrong type", f"values of type {observed}, expected one of {kwargs['type_list']}"
     if kind == "expect_table_columns_to_match_set":
         mismatched = (result.get("details") or {}).get("mismatched") or {}
         parts = []

@@ -16,8 +16,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 INTEGER_TYPES = ("int64", "int32", "int16", "int8")
 # pandas dtypes of a column of real numbers (a whole-number column is one too).
 FLOAT_TYPES = ("float64", "float32", *INTEGER_TYPES)
-# pandas dtype of a column of strings.
-STRING_TYPES = ("object",)
+# Python type of each value of a column of strings (GX checks an object column value by value).
+STRING_TYPES = ("str",)
 
 
 @dataclass(frozen=True)
