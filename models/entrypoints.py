@@ -92,15 +92,17 @@ class FamilyHyperModel(keras_tuner.HyperModel):
                 callbacks=callbacks,
                 **kwargs,
             )
-        history = self.family.train(
-            model,
-            self.spec,
-            x,
-            validation_data,
-            train_steps=steps_per_epoch * epochs,
-            epochs=epochs,
-            callbacks=callbacks,
-        )
+        # In the strategy the model was built under: each phase makes a new optimizer.
+        with model.distribute_strategy.scope():
+            history = self.family.train(
+                model,
+                self.spec,
+                x,
+                validation_data,
+                train_steps=steps_per_epoch * epochs,
+                epochs=epochs,
+                callbacks=callbacks,
+            )
         # KerasTuner takes a dict of final metric values as the trial's result.
         return {key: values[-1] for key, values in history.items()}
 

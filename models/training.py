@@ -112,16 +112,19 @@ def train_model(
         model = family.build_model(hyperparameters, spec)
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)] if log_dir else []
     if hasattr(family, "train"):
-        # A family that trains in phases (e.g. transfer learning) runs its own loop.
-        history = family.train(
-            model,
-            spec,
-            train_dataset,
-            eval_dataset,
-            train_steps=train_steps,
-            epochs=settings.epochs,
-            callbacks=callbacks,
-        )
+        # A family that trains in phases (e.g. transfer learning) runs its own loop; in the
+        # strategy's scope, since each phase compiles the model with a new optimizer, whose
+        # variables must be the strategy's.
+        with strategy.scope():
+            history = family.train(
+                model,
+                spec,
+                train_dataset,
+                eval_dataset,
+                train_steps=train_steps,
+                epochs=settings.epochs,
+                callbacks=callbacks,
+            )
     else:
         history = model.fit(
             train_dataset,

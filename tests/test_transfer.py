@@ -194,7 +194,9 @@ def test_invalid_bases_and_sizes_are_refused():
         transfer.TransferPlan("imagenet", (), FAST, FAST, FAST)
 
 
-def test_trainer_runs_the_family_phases_through_train_model():
+@pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
+def test_trainer_runs_the_family_phases_through_train_model(strategy):
+    # Under MirroredStrategy every phase's new optimizer must be made in the strategy's scope.
     hyperparameters = registry.make_hyperparameters(
         "transfer",
         {
@@ -207,7 +209,7 @@ def test_trainer_runs_the_family_phases_through_train_model():
     )
     data = _dataset(*_random_data())
     result = training.train_model(
-        TrainerSettings(family="transfer", epochs=2, strategy="one_device"),
+        TrainerSettings(family="transfer", epochs=2, strategy=strategy),
         DIGITS,
         hyperparameters,
         data,
@@ -249,3 +251,42 @@ def test_measure_transfer_gain_reports_both_models_per_seed():
     assert gain.pretrained_accuracy == pytest.approx(np.mean(gain.pretrained_accuracies))
     assert gain.gain == pytest.approx(gain.pretrained_accuracy - gain.scratch_accuracy)
     assert all(0 <= value <= 1 for value in gain.pretrained_accuracies + gain.scratch_accuracies)
+
+
+def test_a_tuner_trial_trains_the_family_phases_under_mirrored_strategy(tmp_path):
+    from models.entrypoints import FamilyHyperModel, objective
+    from models.strategy import make_strategy
+
+    hyperparameters = registry.make_hyperparameters(
+        "transfer",
+        {
+            "filters": 16,
+            "num_blocks": 1,
+            "pretrain_steps": 3,
+            "head_steps": 3,
+            "fine_tune_steps": 3,
+        },
+    )
+    tuner = keras_tuner.RandomSearch(
+        FamilyHyperModel(registry.get_family("transfer"), DIGITS),
+        objective=objective(DIGITS),
+        max_trials=1,
+        hyperparameters=hyperparameters,
+        tune_new_entries=True,
+        distribution_strategy=make_strategy("mirrored", ""),
+        directory=str(tmp_path),
+        project_name="transfer",
+    )
+
+    tuner.search(
+        x=_dataset(*_random_data()),
+        validation_data=_dataset(*_random_data(32, seed=1), repeat=False),
+        steps_per_epoch=3,
+        epochs=1,
+        verbose=0,
+    )
+
+    (trial,) = tuner.oracle.get_best_trials(1)
+    # The trial's score is the fine-tuned model's validation accuracy from the family's phases.
+    assert 0.0 <= trial.score <= 1.0
+    assert trial.metrics.get_last_value("val_accuracy") == pytest.approx(trial.score)
