@@ -1,7 +1,7 @@
 """Benchmark of the model families: the metric each reaches on its test split with its default
 budget, its training time and its number of parameters, in one table.
 
-Run with `.venv/bin/python benchmarks/families.py [--home DIR] [--pipelines digits,co2]`. For
+Run with `.venv/bin/python benchmarks/families.py [--home DIR] [--pipelines digits,text,co2]`. For
 every family of every supervised pipeline in the catalog it runs the pipeline in one home with
 the family's default hyper-parameters and the default Trainer steps, without the tuner (a
 search per family would take an hour), and reads the run summary (the test metric, the Trainer's
@@ -161,7 +161,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", help="dlforge home to run in (default: a new temp folder)")
-    parser.add_argument("--pipelines", default="digits,co2", help="comma-separated pipelines")
+    parser.add_argument("--pipelines", default="digits,text,co2", help="comma-separated pipelines")
     args = parser.parse_args()
     home = args.home or tempfile.mkdtemp(prefix="dlforge-families-")
     rows = run_families(home, args.pipelines.split(",")) if args.pipelines else []
