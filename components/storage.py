@@ -107,6 +107,19 @@ def upload_tree(local_dir: str, destination: str) -> None:
                 write_bytes(join(destination, *parts, name), handle.read())
 
 
+def copy_tree(source: str, destination: str) -> int:
+    """Copies every file under `source` to the same relative path under `destination`, between
+    any two file systems. Returns the number of files copied."""
+    copied = 0
+    for directory, _, names in tf.io.gfile.walk(source):
+        relative = posixpath.relpath(directory.replace(os.sep, "/"), source.replace(os.sep, "/"))
+        parts = [] if relative == posixpath.curdir else relative.split("/")
+        for name in names:
+            copy_file(join(directory, name), join(destination, *parts, name))
+            copied += 1
+    return copied
+
+
 def tree_bytes(folder: str) -> int:
     """Total size of the files under a folder (local or a URI), e.g. a SavedModel's size."""
     return sum(

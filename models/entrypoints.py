@@ -13,6 +13,10 @@ from models import registry, strategy, tasks, training
 from models.settings import SETTINGS_KEY, TrainerSettings
 from models.strategy import make_strategy
 
+# Folder of the trials' TensorBoard logs in the search's working folder (components/tuner keeps
+# them in the Tuner's output).
+TUNER_LOGS = "tensorboard"
+
 
 class TunerFnResult(NamedTuple):
     """What TFX's Tuner expects `tuner_fn` to return: it calls `tuner.search(**fit_kwargs)`.
@@ -142,6 +146,12 @@ def tuner_fn(fn_args) -> TunerFnResult:
             "validation_data": eval_dataset,
             "steps_per_epoch": fn_args.train_steps,
             "epochs": settings.tuner_epochs,
+            # KerasTuner gives each trial its own folder under the callback's log_dir.
+            "callbacks": [
+                tf.keras.callbacks.TensorBoard(
+                    log_dir=os.path.join(fn_args.working_dir, TUNER_LOGS)
+                )
+            ],
             "verbose": 0,
         },
     )

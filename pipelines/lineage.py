@@ -97,22 +97,23 @@ def run_artifacts(store, run: metadata.Run) -> list[ArtifactRow]:
 
 
 def training_log_dirs(store, runs: list[metadata.Run]) -> dict[str, str]:
-    """TensorBoard log folders of the Trainer executions of `runs`, by run id.
+    """TensorBoard log folders of the Trainer and Tuner executions of `runs`: the Trainer's by
+    run id, the Tuner's (one sub-folder per trial) by `<run id>/tuner`.
 
-    A run whose Trainer came from cache shares the log folder of the run that trained; it is
-    listed once, under the run that trained.
+    A run whose stage came from cache shares the log folder of the run that executed it; it is
+    listed once, under that run.
     """
+    outputs = {"Trainer": ("model_run", ""), "Tuner": ("tuner_results", "/tuner")}
     found: dict[str, str] = {}
     for run in runs:
         for stage in run.stages:
-            if stage.node_id != "Trainer" or stage.state != "complete":
+            if stage.node_id not in outputs or stage.state != "complete":
                 continue
-            for model_run in metadata.output_artifacts(store, stage.execution_id).get(
-                "model_run", []
-            ):
-                logs = os.path.join(model_run.uri, "logs")
+            key, suffix = outputs[stage.node_id]
+            for artifact in metadata.output_artifacts(store, stage.execution_id).get(key, []):
+                logs = os.path.join(artifact.uri, "logs")
                 if os.path.isdir(logs):
-                    found[run.run_id] = logs
+                    found[run.run_id + suffix] = logs
     return found
 
 

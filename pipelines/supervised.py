@@ -20,6 +20,7 @@ from components.drift_gate.component import DriftGate
 from components.gx_validator.component import GxValidator
 from components.pusher import executor as pusher_executor
 from components.tflite_pusher.component import TFLitePusher
+from components.tuner.component import Tuner
 from models import export, tasks
 from models.data import ingest
 from models.settings import SETTINGS_KEY
@@ -216,7 +217,7 @@ def create_pipeline(
     ]
     hyperparameters = None
     if config.tune:
-        tuner = tfx.components.Tuner(
+        tuner = Tuner(
             tuner_fn="models.entrypoints.tuner_fn",
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],

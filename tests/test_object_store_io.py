@@ -223,3 +223,16 @@ def test_warmup_file_is_written_into_a_model_on_a_store(store, tmp_path):
     records = list(tf.data.TFRecordDataset(f"{store}/model/{warmup.WARMUP_FILE}"))
     assert len(records) == written
     assert warmup.write_warmup_file(f"{store}/model") == 0
+
+
+def test_the_tuners_trial_logs_are_kept_in_its_results_artifact():
+    from components.tuner.executor import LOGS_DIR, keep_logs
+    from models.entrypoints import TUNER_LOGS
+
+    working_dir, results = "ram://tuner/work", "ram://tuner/results"
+    for trial, split in (("trial_0", "train"), ("trial_0", "validation"), ("trial_1", "train")):
+        storage.write_bytes(f"{working_dir}/{TUNER_LOGS}/{trial}/{split}/events.out", b"event")
+
+    assert keep_logs(working_dir, results) == 3
+    assert storage.read_bytes(f"{results}/{LOGS_DIR}/trial_1/train/events.out") == b"event"
+    assert keep_logs("ram://tuner/none", "ram://tuner/other") == 0

@@ -378,11 +378,17 @@ def test_tensorboard_serves_the_training_logs_of_each_run_that_trained(runs):
     finally:
         server.terminate()
         server.wait(timeout=30)
-    # The warm re-run took its Trainer from cache and the corrupted run never trained.
+    # The warm re-run took its Trainer and Tuner from cache and the corrupted run never trained.
     trained = sorted([runs.cold.run_id, runs.user_data.run_id])
-    assert sorted(served) == sorted(
+    assert sorted(name for name in served if "/tuner/" not in name) == sorted(
         f"{run}/{split}" for run in trained for split in ("train", "validation")
     )
+    for run in trained:  # each tuner trial's logs, kept by components/tuner
+        trials = {name.split("/")[2] for name in served if name.startswith(f"{run}/tuner/")}
+        assert len(trials) == runs.config.trainer.max_trials
+        for trial in trials:
+            assert f"{run}/tuner/{trial}/train" in served
+            assert f"{run}/tuner/{trial}/validation" in served
 
 
 REPORT_SCRIPT = """JSON.stringify({
