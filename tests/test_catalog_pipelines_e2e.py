@@ -27,8 +27,8 @@ def co2_run(tmp_path_factory):
             "pipeline": "co2",
             "home": home,
             "tune": False,
-            "train_steps": 400,
-            "trainer": {"epochs": 4},
+            "train_steps": 200,
+            "trainer": {"epochs": 2},
         }
     )
     return config, run_pipeline(config, progress=lambda line: None)

@@ -164,3 +164,16 @@ def test_config_errors_are_reported_before_tensorflow_is_imported():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2 False"
     assert "received 'rnn'" in result.stderr
+
+
+def test_data_for_a_pipeline_that_trains_on_its_embedded_data_exits_2_naming_it(tmp_path, capsys):
+    data = tmp_path / "rows.csv"
+    data.write_text("lag_52,co2\n1,2\n")
+
+    code = cli.main(["run", "co2", "--home", str(tmp_path / "home"), "--data", str(data)])
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "Expected --data only for the pipelines that ingest a user's rows (['digits'])" in error
+    assert "received it for 'co2'" in error
+    assert not (tmp_path / "home" / "data").exists()

@@ -383,12 +383,12 @@ def test_tensorboard_serves_the_training_logs_of_each_run_that_trained(runs):
     assert sorted(name for name in served if "/tuner/" not in name) == sorted(
         f"{run}/{split}" for run in trained for split in ("train", "validation")
     )
-    for run in trained:  # each tuner trial's logs, kept by components/tuner
+    for run in trained:  # each tuner trial's logs (KerasTuner: <trial>/execution0/<split>)
         trials = {name.split("/")[2] for name in served if name.startswith(f"{run}/tuner/")}
         assert len(trials) == runs.config.trainer.max_trials
         for trial in trials:
-            assert f"{run}/tuner/{trial}/train" in served
-            assert f"{run}/tuner/{trial}/validation" in served
+            assert f"{run}/tuner/{trial}/execution0/train" in served
+            assert f"{run}/tuner/{trial}/execution0/validation" in served
 
 
 REPORT_SCRIPT = """JSON.stringify({

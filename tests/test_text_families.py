@@ -28,8 +28,10 @@ def _task(family):
     return TEXT if family in CLASSIFIERS else TEXT_LM
 
 
-def test_text_families_are_registered_for_the_text_pipeline():
-    assert registry.family_names("text") == sorted(CLASSIFIERS + LANGUAGE_MODELS)
+def test_text_families_are_registered_for_their_pipelines():
+    # The classifiers train in the text pipeline; the language models' pipeline is not wired yet.
+    assert registry.family_names("text") == sorted(CLASSIFIERS)
+    assert registry.family_names("text_lm") == sorted(LANGUAGE_MODELS)
     for family in CLASSIFIERS:
         assert registry.get_card(family).metric == "accuracy"
     for family in LANGUAGE_MODELS:
