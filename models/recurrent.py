@@ -50,11 +50,11 @@ def make_forecaster(
     spec: TaskSpec,
     *,
     cell: str,
-    num_layers: int,
-    units: int,
-    dropout: float,
-    optimizer: str,
-    learning_rate: float,
+    num_layers: int = 1,
+    units: int = 32,
+    dropout: float = 0.0,
+    optimizer: str = "adam",
+    learning_rate: float = 3e-3,
 ) -> keras.Model:
     """Builds a compiled recurrent forecaster.
 

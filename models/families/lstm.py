@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import tf_keras as keras
 
 from models import recurrent
@@ -10,29 +12,8 @@ from models.spec import TaskSpec
 
 __all__ = ["build_model", "make_model", "model_signatures", "sample_batch", "search_space"]
 
-
-def make_model(
-    spec: TaskSpec,
-    *,
-    num_layers: int = 1,
-    units: int = 32,
-    dropout: float = 0.0,
-    optimizer: str = "adam",
-    learning_rate: float = 3e-3,
-) -> keras.Model:
-    """Builds a compiled LSTM forecaster.
-
-    See `models.recurrent.make_forecaster` for the arguments.
-    """
-    return recurrent.make_forecaster(
-        spec,
-        cell="lstm",
-        num_layers=num_layers,
-        units=units,
-        dropout=dropout,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-    )
+# The shared forecaster with a LSTM cell; its arguments are `recurrent.make_forecaster`'s.
+make_model = functools.partial(recurrent.make_forecaster, cell="lstm")
 
 
 def build_model(hp, spec: TaskSpec) -> keras.Model:

@@ -1,6 +1,8 @@
-"""SimpleRNN (Elman) forecaster of the next value of a series (see `models.recurrent`)."""
+"""SimpleRNN forecaster of the next value of a series (see `models.recurrent`)."""
 
 from __future__ import annotations
+
+import functools
 
 import tf_keras as keras
 
@@ -10,29 +12,8 @@ from models.spec import TaskSpec
 
 __all__ = ["build_model", "make_model", "model_signatures", "sample_batch", "search_space"]
 
-
-def make_model(
-    spec: TaskSpec,
-    *,
-    num_layers: int = 1,
-    units: int = 32,
-    dropout: float = 0.0,
-    optimizer: str = "adam",
-    learning_rate: float = 3e-3,
-) -> keras.Model:
-    """Builds a compiled SimpleRNN (Elman) forecaster.
-
-    See `models.recurrent.make_forecaster` for the arguments.
-    """
-    return recurrent.make_forecaster(
-        spec,
-        cell="simple_rnn",
-        num_layers=num_layers,
-        units=units,
-        dropout=dropout,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-    )
+# The shared forecaster with a SimpleRNN cell; its arguments are `recurrent.make_forecaster`'s.
+make_model = functools.partial(recurrent.make_forecaster, cell="simple_rnn")
 
 
 def build_model(hp, spec: TaskSpec) -> keras.Model:
