@@ -22,10 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras_tuner
 import tensorflow as tf
 import tensorflow_transform as tft
-import tf_keras as keras
 
 from models import registry, text_models
 from models.data import text
+from models.keras_lib import keras
 from models.tasks import get_task
 from tests import text_fixtures
 

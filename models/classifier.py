@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 DENSE_SIGNATURE = "serving_dense"

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
-import tf_keras as keras
 
 from models import classifier  # noqa: F401 - registers the custom losses load_model may need.
+from models.keras_lib import keras
 
 REWRITES = ("prune", "cluster", "qat", "prune_qat", "cluster_qat")
 # The pruning schedule reaches its final sparsity after this share of the fine-tuning steps,

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-import tf_keras as keras
+
+from models.keras_lib import keras
 
 DEFAULT_SIGNATURE = "serving_default"
 DENSE_SIGNATURE = "serving_dense"

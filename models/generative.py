@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from models.data import digits
 from models.files import write_json_atomically
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 # Output and input names of the generative signatures.

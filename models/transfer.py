@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 FEATURES_LAYER = "features"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from models import generative
 from models.classifier import make_optimizer
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 

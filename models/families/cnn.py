@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from models.classifier import finish_classifier, model_signatures, sample_batch
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 

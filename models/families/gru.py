@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 
-import tf_keras as keras
-
 from models import recurrent
+from models.keras_lib import keras
 from models.recurrent import model_signatures, sample_batch, search_space
 from models.spec import TaskSpec
 

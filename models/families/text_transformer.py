@@ -3,10 +3,9 @@ blocks that ignore padding, masked mean pooling and a softmax layer."""
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from models import text_models
 from models.classifier import OPTIMIZERS
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from models import export, transfer
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 

@@ -3,10 +3,9 @@ embeddings, causally masked self-attention blocks, a softmax over the next chara
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from models import text_models
 from models.classifier import OPTIMIZERS
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 

@@ -18,10 +18,10 @@ import math
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from models import generative
 from models.classifier import make_optimizer
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 # Latent draws per image in the ELBO of the serving signature. They are one fixed table of
