@@ -4,8 +4,9 @@ Run with `.venv/bin/python benchmarks/compress.py [--home DIR]`. It runs the dig
 without tuning (the default CNN, 600 steps) in a fresh home, or takes the latest Trainer and
 Transform outputs of `--home`, then builds every candidate from that one model side by side in
 this process: the float SavedModel (its dense signature in TensorFlow), float TFLite,
-dynamic-range, float16, int8 and int8-I/O post-training quantization, QAT int8, pruning to 50%
-and 80% (+ int8, and 80% as float TFLite too), clustering (16 centroids) + int8, and the ONNX
+dynamic-range, float16, int8 (per channel and per tensor) and int8-I/O post-training
+quantization, QAT int8, pruning to 50% and 80% (+ int8, and 80% as float and per-tensor int8
+TFLite too), clustering (16 centroids) + int8, and the ONNX
 export in onnxruntime. Each is measured on the test split: accuracy, size, gzipped size and the
 median latency of single examples. It prints one table, then the targets as ratios.
 """
@@ -123,7 +124,12 @@ def main() -> int:
         for name, rewrite, settings, conversions in (
             ("QAT", "qat", CompressionSettings(), ("int8",)),
             ("pruned 50%", "prune", CompressionSettings(pruning_sparsity=0.5), ("int8",)),
-            ("pruned 80%", "prune", CompressionSettings(pruning_sparsity=0.8), ("float", "int8")),
+            (
+                "pruned 80%",
+                "prune",
+                CompressionSettings(pruning_sparsity=0.8),
+                ("float", "int8", "int8_per_tensor"),
+            ),
             ("clustered 16", "cluster", CompressionSettings(clusters=16), ("int8",)),
         ):
             rewritten = os.path.join(workdir, name.replace(" ", "_").replace("%", ""))
@@ -160,6 +166,7 @@ def main() -> int:
     reference = by_name["float SavedModel (TensorFlow)"]
     float_tflite = by_name["float TFLite"]
     int8 = by_name["int8 TFLite"]
+    int8_per_tensor = by_name["int8_per_tensor TFLite"]
     pruned_int8 = by_name["pruned 80% + int8 TFLite"]
     pruned_float = by_name["pruned 80% + float TFLite"]
     targets = [
@@ -169,6 +176,16 @@ def main() -> int:
             TARGETS["int8_size_ratio"],
         ),
         _target(
+            "int8 per-tensor size / float TFLite size",
+            int8_per_tensor.size_bytes / float_tflite.size_bytes,
+            TARGETS["int8_size_ratio"],
+        ),
+        _target(
+            "int8 per-tensor accuracy drop vs SavedModel",
+            reference.accuracy - int8_per_tensor.accuracy,
+            TARGETS["qat_accuracy_drop"],
+        ),
+        _target(
             "QAT int8 accuracy drop vs SavedModel",
             reference.accuracy - by_name["QAT + int8 TFLite"].accuracy,
             TARGETS["qat_accuracy_drop"],
@@ -176,6 +193,12 @@ def main() -> int:
         _target(
             "80%-pruned int8 gzip / int8 gzip",
             pruned_int8.gzipped_bytes / int8.gzipped_bytes,
+            TARGETS["pruned_gzip_ratio"],
+        ),
+        _target(
+            "80%-pruned per-tensor int8 gzip / same dense",
+            by_name["pruned 80% + int8_per_tensor TFLite"].gzipped_bytes
+            / int8_per_tensor.gzipped_bytes,
             TARGETS["pruned_gzip_ratio"],
         ),
         _target(

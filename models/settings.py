@@ -17,12 +17,15 @@ STRATEGIES = ("mirrored", "one_device", "multi_worker_mirrored", "tpu")
 # Compression recipes as data: name -> (training-time rewrite of models.compression, or "" for
 # none; TFLite conversion). Conversions: "float" (none), "dynamic_range" (int8 weights),
 # "float16" (float16 weights), "int8" (int8 weights and activations calibrated on train rows,
-# float input and output), "int8_io" (the same with int8 input and output, for microcontrollers).
+# float input and output), "int8_per_tensor" (the same with one scale per weight tensor, not per
+# channel: smaller, and what some accelerators and microcontroller kernels take), "int8_io" (int8
+# with int8 input and output, for microcontrollers).
 COMPRESSION_RECIPES: dict[str, tuple[str, str]] = {
     "float": ("", "float"),
     "dynamic_range": ("", "dynamic_range"),
     "float16": ("", "float16"),
     "int8": ("", "int8"),
+    "int8_per_tensor": ("", "int8_per_tensor"),
     "int8_io": ("", "int8_io"),
     "qat_int8": ("qat", "int8"),
     "pruned_int8": ("prune", "int8"),

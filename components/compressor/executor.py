@@ -28,15 +28,15 @@ import onnxruntime
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf2onnx
-import tf_keras as keras
 
 from components import storage
 from components.compressor import plot
 from models import compression, export, training
+from models.keras_lib import keras
 from models.settings import COMPRESSION_RECIPES, CompressionSettings
 from models.spec import TaskSpec
 
-CONVERSIONS = ("float", "dynamic_range", "float16", "int8", "int8_io")
+CONVERSIONS = ("float", "dynamic_range", "float16", "int8", "int8_per_tensor", "int8_io")
 MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
 REPORT_FILE = "report.json"
@@ -104,8 +104,10 @@ def convert(saved_model_dir: str, conversion: str, representative: np.ndarray) -
         saved_model_dir: The exported model.
         conversion: "float" (no optimisation), "dynamic_range" (int8 weights), "float16"
             (float16 weights), "int8" (int8 weights and activations calibrated on
-            `representative`, float input and output) or "int8_io" (the same with int8 input
-            and output, whose scale and zero point say how to quantize raw values).
+            `representative`, float input and output), "int8_per_tensor" (the same with one
+            scale per weight tensor instead of one per output channel) or "int8_io" (as "int8"
+            with int8 input and output, whose scale and zero point say how to quantize raw
+            values).
         representative: Raw feature rows for calibration.
 
     Returns:
@@ -124,13 +126,17 @@ def convert(saved_model_dir: str, conversion: str, representative: np.ndarray) -
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if conversion == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if conversion in ("int8", "int8_io"):
+    if conversion in ("int8", "int8_per_tensor", "int8_io"):
 
         def calibration_rows():
             for row in representative:
                 yield {export.DENSE_INPUT: row[None].astype(np.float32)}
 
         converter.representative_dataset = calibration_rows
+    if conversion == "int8_per_tensor":
+        # TF 2.16's only switch for it (the converter quantizes per channel by default); some
+        # accelerators and TFLite Micro's fully connected kernels take one scale per tensor.
+        converter._experimental_disable_per_channel = True
     if conversion == "int8_io":
         # Integer-only kernels: conversion fails rather than leave a float op behind.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
