@@ -63,7 +63,9 @@ def measure(family: str, data: dict, epochs: int) -> dict:
     language_model = card.metric == "perplexity"
 
     def xy(features, labels):
-        return features[spec.feature_key], features[spec.label_key] if language_model else labels
+        # The model's own input: word or character ids, or the raw passage (bert).
+        inputs = features[model.input_names[0]]
+        return inputs, features[spec.label_key] if language_model else labels
 
     started = time.monotonic()
     model.fit(

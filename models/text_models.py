@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from models import text_preprocessing
 from models.classifier import finish_classifier, make_optimizer
+from models.keras_lib import keras
 from models.spec import TaskSpec
 from models.text_features import PAD_ID
 
@@ -487,7 +487,9 @@ def examples_signature(
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
         features = model.tft_layer(tf.io.parse_example(examples, raw_spec))
-        probabilities = model(features[spec.feature_key], training=False)
+        # The feature the model takes: word ids, or the raw passage for a model that
+        # tokenises it itself (bert).
+        probabilities = model(features[model.input_names[0]], training=False)
         outputs = {PROBABILITIES: probabilities}
         if probabilities.shape.rank == 2:
             outputs[CLASS_IDS] = tf.argmax(probabilities, axis=-1)

@@ -2,7 +2,9 @@
 
 One pass makes the inputs of both text tasks (`models.text_features`): word ids for the
 classifiers (lower-cased, punctuation split off as tokens of its own, looked up in the vocabulary
-of the analysed train split) and character ids for the language models. The character table is
+of the analysed train split) and character ids for the language models. The raw passage passes
+through as `PASSAGE_KEY` for the classifier that tokenises it itself with its checkpoint's
+vocabulary (`models.families.bert`). The character table is
 fixed rather than analysed, so that a generation signature can encode a prompt and decode its
 continuation without the transform graph.
 """
@@ -26,6 +28,9 @@ from models.text_features import (
     VOCABULARY_NAME,
     VOCABULARY_SIZE,
 )
+
+# The raw passage, string [batch], unchanged.
+PASSAGE_KEY = "passage_xf"
 
 # Typographic characters of the documentation, spelled in ASCII before the lookup.
 _ASCII_SPELLINGS = (
@@ -79,7 +84,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
 
     Returns:
         `tokens_xf` (int64 [batch, SEQUENCE_LENGTH]), `chars_xf` and `next_chars_xf` (int64
-        [batch, CHAR_SEQUENCE_LENGTH]) and, when present, `label` (int64 [batch]).
+        [batch, CHAR_SEQUENCE_LENGTH]), `passage_xf` (the raw text, string [batch]) and, when
+        present, `label` (int64 [batch]).
     """
     texts = _flat(inputs[text.TEXT_KEY])
     tokens = word_tokens(texts)
@@ -89,6 +95,7 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     characters = char_ids(texts)
     outputs = {
         TOKENS_KEY: fixed_length(ids + 1, SEQUENCE_LENGTH),
+        PASSAGE_KEY: texts,
         CHARS_KEY: fixed_length(characters[:, :CHAR_SEQUENCE_LENGTH], CHAR_SEQUENCE_LENGTH),
         NEXT_CHARS_KEY: fixed_length(
             characters[:, 1 : CHAR_SEQUENCE_LENGTH + 1], CHAR_SEQUENCE_LENGTH

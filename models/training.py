@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 import tensorflow_transform as tft
-import tf_keras as keras
 
 from models import export, registry
+from models.keras_lib import keras
 from models.settings import TrainerSettings
 from models.spec import TaskSpec
 from models.strategy import make_strategy
@@ -20,6 +20,8 @@ from models.strategy import make_strategy
 SHUFFLE_BUFFER = 2048
 # A text model's signature over token ids (its `serving_default` takes raw text tf.Examples).
 TOKENS_SIGNATURE = "serving_tokens"
+# The same for a text model that takes raw passages and tokenises them itself (bert).
+PASSAGES_SIGNATURE = "serving_passages"
 
 
 def make_dataset(
@@ -150,15 +152,21 @@ def save_model(
 
     A model over numbers gets those of `models.export` (serialized tf.Examples, and dense raw
     values); a model over token ids (text) gets serialized tf.Examples of the raw text as
-    `serving_default` and its token-id signature as `serving_tokens`.
+    `serving_default` and its token-id signature as `serving_tokens` (`serving_passages`, over
+    raw passages, for a model that tokenises them itself).
     """
     if spec.vocabulary_size is not None:
         from models import text_models
 
-        tokens = text_models.classifier_signatures(model, spec)[export.DEFAULT_SIGNATURE]
+        if model.inputs[0].dtype == tf.string:
+            from models.families import bert
+
+            direct_name, direct = PASSAGES_SIGNATURE, bert.model_signatures(model, spec)
+        else:
+            direct_name, direct = TOKENS_SIGNATURE, text_models.classifier_signatures(model, spec)
         signatures = {
             export.DEFAULT_SIGNATURE: text_models.examples_signature(model, transform_output, spec),
-            TOKENS_SIGNATURE: tokens,
+            direct_name: direct[export.DEFAULT_SIGNATURE],
         }
     else:
         signatures = export.make_signatures(

@@ -7,6 +7,10 @@ import re
 
 import numpy as np
 import tensorflow as tf
+
+# Registers TF Text's ops, which a bert model's in-graph WordPiece tokenizer calls; TF Serving's
+# model server links them in too.
+import tensorflow_text  # noqa: F401
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving import status
