@@ -29,12 +29,37 @@ class TunerFnResult(NamedTuple):
     fit_kwargs: dict[str, Any]
 
 
+GENERATIVE_PIPELINE = "generative"
+LANGUAGE_MODEL_PIPELINE = "text_lm"
+# Metric of a generative or language model's card -> what a search over the family optimises:
+# the validation value Keras reports for it (the family is judged by that metric on the test
+# split by components/family_evaluator). A GAN has none: its two losses chase each other.
+_OWN_OBJECTIVES = {
+    "mse": ("val_loss", "min"),
+    "elbo": ("val_elbo", "max"),
+    "perplexity": ("val_perplexity", "min"),
+}
+
+
+def models_images(family: str) -> bool:
+    """Whether a family models the task's input itself (the generative families): it trains on
+    the feature alone, with the feature as its target, and ignores the label."""
+    return registry.get_card(family).pipeline == GENERATIVE_PIPELINE
+
+
+def has_own_signatures(family: str) -> bool:
+    """Whether a family is saved with its own `model_signatures` (generative models and
+    language models) rather than the classifier and regression signatures of `training`."""
+    card = registry.get_card(family)
+    return card.pipeline in (GENERATIVE_PIPELINE, LANGUAGE_MODEL_PIPELINE)
+
+
 def _inputs(fn_args, settings: TrainerSettings, spec):
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     feature_spec = transform_output.transformed_feature_spec()
 
     def dataset(files, training_split):
-        return training.make_dataset(
+        batches = training.make_dataset(
             files,
             feature_spec,
             label_key=spec.label_key,
@@ -42,8 +67,25 @@ def _inputs(fn_args, settings: TrainerSettings, spec):
             training=training_split,
             seed=settings.seed,
         )
+        if models_images(settings.family):
+            batches = batches.map(
+                lambda features, _: (features[spec.feature_key], features[spec.feature_key])
+            )
+        return batches
 
-    return transform_output, dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+    # A GAN has no validation pass: calling it maps codes, not images, to images.
+    validates = not models_images(settings.family) or settings.family in _validated_families()
+    eval_dataset = dataset(fn_args.eval_files, False) if validates else None
+    return transform_output, dataset(fn_args.train_files, True), eval_dataset
+
+
+def _validated_families() -> list[str]:
+    """The families with their own metric whose validation value Keras reports."""
+    return [
+        name
+        for name, card in registry.FAMILIES.items()
+        if has_own_signatures(name) and card.metric in _OWN_OBJECTIVES
+    ]
 
 
 def run_fn(fn_args) -> None:
@@ -67,7 +109,11 @@ def run_fn(fn_args) -> None:
     # Under MultiWorkerMirroredStrategy every worker saves; only the chief's copy is kept.
     tf_config = strategy.check_tf_config(os.environ.get(strategy.TF_CONFIG))
     model_dir = strategy.export_dir(fn_args.serving_model_dir, tf_config)
-    training.save_model(result.model, transform_output, spec, model_dir)
+    if has_own_signatures(settings.family):
+        signatures = registry.get_family(settings.family).model_signatures(result.model, spec)
+        result.model.save(model_dir, save_format="tf", signatures=signatures)
+    else:
+        training.save_model(result.model, transform_output, spec, model_dir)
     if model_dir != fn_args.serving_model_dir:
         tf.io.gfile.rmtree(model_dir)
         return
@@ -111,9 +157,25 @@ class FamilyHyperModel(keras_tuner.HyperModel):
         return {key: values[-1] for key, values in history.items()}
 
 
-def objective(spec) -> keras_tuner.Objective:
+def objective(spec, family: str = "") -> keras_tuner.Objective:
     """What the search optimises: validation accuracy for a classifier, validation RMSE (the
-    `rmse` metric of `models.recurrent`) for a regression model."""
+    `rmse` metric of `models.recurrent`) for a regression model; for a generative or language
+    model `family`, the validation value of its own metric (`_OWN_OBJECTIVES`).
+
+    Raises:
+        ValueError: For a family with no validation objective (the GAN).
+    """
+    if family and has_own_signatures(family):
+        metric = registry.get_card(family).metric
+        if metric not in _OWN_OBJECTIVES:
+            tunable = _validated_families()
+            raise ValueError(
+                f"Expected a family with a validation objective to tune (one of {tunable}), "
+                f"received {family!r}, judged by {metric!r}: train it without tuning "
+                "(--no-tune)."
+            )
+        name, direction = _OWN_OBJECTIVES[metric]
+        return keras_tuner.Objective(name, direction=direction)
     if spec.kind == "regression":
         return keras_tuner.Objective("val_rmse", direction="min")
     return keras_tuner.Objective("val_accuracy", direction="max")
@@ -127,7 +189,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
     _, train_dataset, eval_dataset = _inputs(fn_args, settings, spec)
     common = {
         "hypermodel": FamilyHyperModel(family, spec),
-        "objective": objective(spec),
+        "objective": objective(spec, settings.family),
         "hyperparameters": registry.make_hyperparameters(settings.family, settings.hyperparameters),
         "tune_new_entries": True,
         "seed": settings.seed,

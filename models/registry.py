@@ -76,6 +76,15 @@ FAMILIES: dict[str, FamilyCard] = {
     "text_transformer": FamilyCard(
         "models.families.text_transformer", "text", "text", "accuracy", "serving_default"
     ),
+    # Tokenises raw passages in the graph (tensorflow_text's FastBertTokenizer, a TF Text op
+    # that TFLite builtins do not have); docs/text.md.
+    "bert": FamilyCard(
+        "models.families.bert",
+        "text",
+        "text",
+        "accuracy",
+        tflite_note="WordPiece tokenisation in the graph is a TF Text op, not a TFLite builtin",
+    ),
     "char_lstm_lm": FamilyCard(
         "models.families.char_lstm_lm", "text_lm", "text_lm", "perplexity", "serving_single"
     ),

@@ -27,12 +27,16 @@ class PipelineEntry:
             seed=...)`, `SPLIT_NAMES`); "" when the pipeline reads no data set (an agent plays
             an environment).
         preprocessing_fn: Dotted path of the Transform `preprocessing_fn`.
-        evaluation: How the Evaluator judges a model: "classification" (accuracy) or
-            "regression" (root mean squared error).
+        evaluation: How a model is judged: by TFMA's Evaluator, "classification" (accuracy) or
+            "regression" (root mean squared error); or "family": by the family's own metric on
+            the test split (`components.family_evaluator`: reconstruction error, ELBO, class
+            coverage of generated digits, perplexity), which TFMA cannot compute.
         min_accuracy: A classifier's lowest test accuracy that is blessed, unless the config
             sets one.
         device_model: Whether the pipeline compresses the blessed model and pushes a TFLite twin.
         user_data: Whether `--data` may add a span of the user's rows (its ingest checks exist).
+        data_of: The pipeline whose raw data, schema and expectation suite this one reads, when
+            it models another pipeline's data set; "" for its own.
     """
 
     name: str
@@ -45,16 +49,17 @@ class PipelineEntry:
     min_accuracy: float = 0.95
     device_model: bool = False
     user_data: bool = False
+    data_of: str = ""
 
     @property
     def schema_file(self) -> str:
         """The curated schema of the raw data (with drift and skew comparators)."""
-        return os.path.join(PIPELINES_DIR, "schemas", self.name, "schema.pbtxt")
+        return os.path.join(PIPELINES_DIR, "schemas", self.data_of or self.name, "schema.pbtxt")
 
     @property
     def suite_file(self) -> str:
         """The Great Expectations suite of the raw data, derived from the schema."""
-        return os.path.join(PIPELINES_DIR, "expectations", f"{self.name}.json")
+        return os.path.join(PIPELINES_DIR, "expectations", f"{self.data_of or self.name}.json")
 
     def data(self) -> ModuleType:
         """The data module (imports it)."""
@@ -98,6 +103,28 @@ PIPELINES: dict[str, PipelineEntry] = {
             data_module="models.data.co2",
             preprocessing_fn="models.forecast_preprocessing.preprocessing_fn",
             evaluation="regression",
+        ),
+        PipelineEntry(
+            name="generative",
+            wiring="pipelines.supervised",
+            default_family="vae",
+            summary="8x8 digits (scikit-learn) -> autoencoder, VAE or GAN, judged by "
+            "reconstruction error, ELBO or class coverage",
+            data_module="models.data.digits",
+            preprocessing_fn="models.preprocessing.preprocessing_fn",
+            evaluation="family",
+            data_of="digits",
+        ),
+        PipelineEntry(
+            name="text_lm",
+            wiring="pipelines.supervised",
+            default_family="transformer_lm",
+            summary="passages of the Python documentation (pydoc_data) -> next character, "
+            "judged by perplexity",
+            data_module="models.data.text",
+            preprocessing_fn="models.text_preprocessing.preprocessing_fn",
+            evaluation="family",
+            data_of="text",
         ),
         PipelineEntry(
             name="cartpole",

@@ -14,6 +14,9 @@ from models.settings import CompressionSettings, TrainerSettings, check_field_ty
 from pipelines import catalog
 
 PIPELINES = tuple(catalog.PIPELINES)
+# Metrics of families that have no validation objective to search on: a GAN's two losses chase
+# each other (models.entrypoints.objective).
+UNTUNABLE_METRICS = ("class_coverage",)
 DEFAULT_HOME = "dlforge_home"
 
 
@@ -32,14 +35,36 @@ class EvaluationConfig:
             blessed (absolute, e.g. 0.01 is one point).
         max_rmse: Regression: highest root mean squared error on the test split that is
             blessed, in the target's units (co2: ppm; its seasonal-naive forecast has 1.87).
-        max_error_rise: Regression: largest rise of the root mean squared error against the
-            latest blessed model's that is still blessed (relative, e.g. 0.05 is 5%).
+        max_error_rise: Regression, autoencoders and language models: largest rise of the root
+            mean squared error, the reconstruction MSE or the perplexity against the latest
+            blessed model's that is still blessed (relative, e.g. 0.05 is 5%).
+        max_reconstruction_ratio: Autoencoder: highest test reconstruction MSE, as a share of
+            that of always answering the train split's mean image, computed in the same run.
+        min_elbo_gain: VAE: nats per image by which the test ELBO must exceed the
+            log-likelihood of one Gaussian around the train split's mean image (a VAE that
+            ignores its code), computed in the same run.
+        max_elbo_drop: VAE: largest drop of the test ELBO below the latest blessed model's, nats.
+        min_classes_covered: GAN: fewest digit classes that a digits classifier (trained in the
+            run) must give at least 5% of the generated images.
+        min_mean_confidence: GAN: lowest mean top probability of that classifier on them.
+        max_coverage_drop: GAN: most classes the coverage may lose against the latest blessed
+            model.
+        max_perplexity_ratio: Language model: highest test perplexity, as a share of the
+            perplexity of the train split's character frequencies (the unigram model), computed
+            in the same run.
     """
 
     min_accuracy: float = 0.0
     max_accuracy_drop: float = 0.01
     max_rmse: float = 1.0
     max_error_rise: float = 0.05
+    max_reconstruction_ratio: float = 0.5
+    min_elbo_gain: float = 0.0
+    max_elbo_drop: float = 2.0
+    min_classes_covered: int = 8
+    min_mean_confidence: float = 0.5
+    max_coverage_drop: int = 1
+    max_perplexity_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -52,6 +77,20 @@ class EvaluationConfig:
             raise ConfigError(
                 "Expected max_rmse > 0 and max_error_rise >= 0, received "
                 f"{self.max_rmse} and {self.max_error_rise}."
+            )
+        for name in (
+            "max_reconstruction_ratio",
+            "min_elbo_gain",
+            "max_elbo_drop",
+            "max_coverage_drop",
+            "max_perplexity_ratio",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Expected {name} >= 0, received {getattr(self, name)}.")
+        if not 0 <= self.min_classes_covered <= 10 or not 0 <= self.min_mean_confidence <= 1:
+            raise ConfigError(
+                "Expected min_classes_covered in 0..10 and min_mean_confidence in [0, 1], "
+                f"received {self.min_classes_covered} and {self.min_mean_confidence}."
             )
 
 
@@ -241,6 +280,12 @@ class PipelineConfig:
                 f"Expected a model family of pipeline {self.pipeline!r} among "
                 f"{registry.family_names(self.pipeline)}, received {self.trainer.family!r} "
                 f"(a family of pipeline {card.pipeline!r})."
+            )
+        if self.tune and card.metric in UNTUNABLE_METRICS:
+            raise ConfigError(
+                f"Expected tune off for model family {self.trainer.family!r}: it has no "
+                f"validation objective to search on (it is judged by {card.metric!r}); run it "
+                "with --no-tune (or tune = false)."
             )
         for name in ("train_steps", "tuner_steps_per_epoch"):
             if getattr(self, name) < 1:

@@ -222,6 +222,7 @@ def _fill_from_metadata(summary: RunSummary, config: PipelineConfig) -> None:
         "Evaluator": _read_evaluation,
         "BaselineGate": _read_baseline_gate,
         "AgentEvaluator": _read_agent_evaluation,
+        "FamilyEvaluator": _read_family_evaluation,
         "Pusher": _read_push,
         "Compressor": _read_compression,
         "PolicyTFLite": _read_compression,
@@ -256,6 +257,19 @@ def _read_agent_evaluation(summary: RunSummary, outputs: dict[str, list]) -> Non
             f"{report['metric']} over {report['episodes']} seeded episodes is "
             f"{report['mean_return']:.4f}, expected >= {report['reward_threshold']:.4f}"
         )
+
+
+def _read_family_evaluation(summary: RunSummary, outputs: dict[str, list]) -> None:
+    """A generative or language model's figures on the test split, and its failed checks."""
+    (evaluation,) = outputs["evaluation"]
+    (blessing,) = outputs["blessing"]
+    with open(os.path.join(evaluation.uri, "metrics.json")) as handle:
+        report = json.load(handle)
+    summary.blessed = bool(metadata.custom_property(blessing, "blessed"))
+    summary.metrics.update({name: round(value, 4) for name, value in report["metrics"].items()})
+    summary.blessing_failures.extend(
+        check["description"] for check in report["checks"] if not check["passed"]
+    )
 
 
 def _read_push(summary: RunSummary, outputs: dict[str, list]) -> None:

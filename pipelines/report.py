@@ -62,6 +62,8 @@ class RunReport:
     compression: dict = field(default_factory=dict)
     compression_plots: list[str] = field(default_factory=list)
     pushes: list[dict] = field(default_factory=list)
+    family_evaluation: dict = field(default_factory=dict)
+    family_grids: dict[str, str] = field(default_factory=dict)
 
 
 def collect(home: str, run_id: str | None = None, *, label_key: str = "label") -> RunReport:
@@ -95,6 +97,7 @@ def collect(home: str, run_id: str | None = None, *, label_key: str = "label") -
         "Compressor": lambda artifacts: _read_compression(report, artifacts),
         "PolicyTFLite": lambda artifacts: _read_compression(report, artifacts),
         "BaselineGate": lambda artifacts: _read_baseline_gate(report, artifacts),
+        "FamilyEvaluator": lambda artifacts: _read_family_evaluation(report, artifacts),
     }
     for node_id, artifacts in outputs.items():
         if node_id in readers:
@@ -242,6 +245,21 @@ def _read_baseline_gate(report: RunReport, artifacts: dict) -> None:
             report.baseline_gate = json.load(handle)
 
 
+def _read_family_evaluation(report: RunReport, artifacts: dict) -> None:
+    """A generative or language model's figures, checks, sample grids (PNG, base64) and text."""
+    evaluation = _single(artifacts, "evaluation")
+    path = os.path.join(evaluation.uri, "metrics.json") if evaluation else ""
+    if not path or not os.path.exists(path):
+        return
+    with open(path) as handle:
+        report.family_evaluation = json.load(handle)
+    for name, file_name in report.family_evaluation.get("grids", {}).items():
+        grid = os.path.join(evaluation.uri, file_name)
+        if os.path.exists(grid):
+            with open(grid, "rb") as handle:
+                report.family_grids[name] = base64.b64encode(handle.read()).decode("ascii")
+
+
 def _read_agent_curve(report: RunReport, artifacts: dict) -> None:
     """An agent's return per training episode, and its trailing 100-episode mean."""
     model_run = _single(artifacts, "model_run")
@@ -336,7 +354,10 @@ def _read_samples(report: RunReport, store, run, outputs: dict) -> None:
         return
     features, labels = read_examples([test_files], spec.raw_feature_keys, spec.label_key)
     features, labels = features[:SAMPLE_PREDICTIONS], labels[:SAMPLE_PREDICTIONS]
-    signature = tf.saved_model.load(model_dir).signatures[export.DENSE_SIGNATURE]
+    signatures = tf.saved_model.load(model_dir).signatures
+    if export.DENSE_SIGNATURE not in signatures:
+        return  # a generative model of the task's images predicts no label
+    signature = signatures[export.DENSE_SIGNATURE]
     outputs_ = signature(**{export.DENSE_INPUT: tf.constant(features)})
     probabilities = outputs_[export.PROBABILITIES].numpy()
     report.image_shape = tuple(spec.image_shape or ())

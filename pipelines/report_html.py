@@ -28,6 +28,7 @@ th { background: #f5f5f5; } td.text, th.text { text-align: left; }
 .ok { color: #2e7d32; font-weight: 600; } .bad { color: #c62828; font-weight: 600; }
 .muted { color: #757575; } figure { display: inline-block; margin: 4px 12px 4px 0; }
 figcaption { font-size: 12px; text-align: center; } svg text { font: 11px system-ui, sans-serif; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f5f5f5; padding: 6px; }
 """
 
 
@@ -320,7 +321,9 @@ def _evaluation_section(report: RunReport) -> str:
             + _table(["forecast (test split)", "RMSE", "MAE"], rows)
         )
     parts += [f'<p class="bad">{_text(line)}</p>' for line in summary.get("blessing_failures", [])]
-    if report.baseline_diff:
+    if report.family_evaluation:
+        parts.append(_family_evaluation(report))
+    elif report.baseline_diff:
         rows = [(name, f"{value:+.4f}") for name, value in sorted(report.baseline_diff.items())]
         parts.append(
             "<p>Against the latest blessed model:</p>" + _table(["metric", "change"], rows)
@@ -342,6 +345,43 @@ def _evaluation_section(report: RunReport) -> str:
             for actual, row in enumerate(report.confusion)
         ]
         parts.append("<p>Confusion matrix (test split):</p>" + _table(header, rows))
+    return "".join(parts)
+
+
+def _family_evaluation(report: RunReport) -> str:
+    """The FamilyEvaluator's checks, figures (beside the latest blessed model's), sample grids
+    and generated text."""
+    document = report.family_evaluation
+    checks = "".join(
+        f"<li>{_verdict(check['passed'])}: {_text(check['description'])}</li>"
+        for check in document["checks"]
+    )
+    baseline = document.get("baseline_metrics") or {}
+    rows = [
+        (
+            _text(name),
+            _number(value),
+            _number(baseline[name]) if name in baseline else '<span class="muted">-</span>',
+        )
+        for name, value in document["metrics"].items()
+    ]
+    parts = [
+        f"<p>FamilyEvaluator ({_text(document['family'])}, judged by "
+        f"{_text(document['metric'].replace('_', ' '))}):</p><ul>{checks}</ul>",
+        _table(["figure (test split)", "this model", "latest blessed model"], rows),
+    ]
+    if not baseline:
+        parts.append('<p class="muted">No baseline: no model was blessed before this one.</p>')
+    parts += [
+        f'<figure><img alt="{_text(name)}" src="data:image/png;base64,{png}">'
+        f"<figcaption>{_text(name.replace('_', ' '))}</figcaption></figure>"
+        for name, png in report.family_grids.items()
+    ]
+    parts += [
+        f"<p>Generated from the prompt {_text(repr(item['prompt']))} at temperature "
+        f"{item['temperature']:g}:</p><pre>{_text(item['prompt'] + item['text'])}</pre>"
+        for item in document.get("samples", [])
+    ]
     return "".join(parts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from components.baseline_gate.component import BaselineGate
 from components.compressor.component import Compressor
 from components.drift_gate.baseline import LatestBaselineStrategy
 from components.drift_gate.component import DriftGate
+from components.family_evaluator import executor as family_evaluator_executor
+from components.family_evaluator.component import FamilyEvaluator
 from components.gx_validator.component import GxValidator
 from components.pusher import executor as pusher_executor
 from components.tflite_pusher.component import TFLitePusher
@@ -118,6 +121,15 @@ def _regression_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def family_thresholds(config: PipelineConfig) -> str:
+    """The FamilyEvaluator's `thresholds` parameter: the config's bars for the family's metric."""
+    names = [item.name for item in dataclasses.fields(family_evaluator_executor.Thresholds)]
+    values = {name: getattr(config.evaluation, name) for name in names}
+    return json.dumps(
+        dataclasses.asdict(family_evaluator_executor.Thresholds(**values)), sort_keys=True
+    )
+
+
 def _absolute(path: str) -> str:
     """A local path made absolute; a URI (gs://, s3://) is kept, abspath would mangle it."""
     return path if "://" in path else os.path.abspath(path)
@@ -135,7 +147,8 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """Builds a supervised pipeline: ingest -> validate -> transform -> tune -> train -> evaluate
     -> push the SavedModel; and where the pipeline has a device model, compress -> push the
-    TFLite model.
+    TFLite model. A pipeline whose evaluation is "family" (generative and language models) is
+    judged by the FamilyEvaluator on Transform's test split instead of TFMA's Evaluator.
 
     Args:
         config: The run's configuration.
@@ -154,6 +167,7 @@ def create_pipeline(
         The TFX pipeline, with caching on.
     """
     entry = get_pipeline(config.pipeline)
+    by_family = entry.evaluation == "family"
     schema_file = schema_file or entry.schema_file
     suite_file = suite_file or entry.suite_file
     example_gen = tfx.components.CsvExampleGen(
@@ -198,7 +212,11 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=entry.preprocessing_fn,
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        # The FamilyEvaluator reads the transformed test split (TFMA's Evaluator, the raw one).
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=["train"],
+            transform=["train", "eval", "test"] if by_family else ["train", "eval"],
+        ),
     )
     transform.add_upstream_node(anomaly_gate)
     transform.add_upstream_node(gx_validator)
@@ -246,11 +264,11 @@ def create_pipeline(
     )
     # A forecaster's final word is the BaselineGate's: a model the Evaluator blessed but the
     # gate refused must not become the baseline of the next run.
-    blessings = (
-        {"producer_component_id": "BaselineGate", "output_key": "blessing"}
-        if entry.evaluation == "regression"
-        else {}
-    )
+    blessings = {}
+    if entry.evaluation == "regression":
+        blessings = {"producer_component_id": "BaselineGate", "output_key": "blessing"}
+    elif by_family:
+        blessings = {"producer_component_id": "FamilyEvaluator", "output_key": "blessing"}
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -258,13 +276,27 @@ def create_pipeline(
             type=tfx.types.standard_artifacts.ModelBlessing, **blessings
         ),
     ).with_id("latest_blessed_model")
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        example_splits=["test"],
-        model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
-        eval_config=eval_config(config),
-    )
+    if by_family:
+        evaluator = FamilyEvaluator(
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline_resolver.outputs["model"],
+            family=config.trainer.family,
+            thresholds=family_thresholds(config),
+            seed=config.trainer.seed,
+        )
+    else:
+        evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            example_splits=["test"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline_resolver.outputs["model"],
+            eval_config=eval_config(config),
+            # TFMA loads the model in the Evaluator's own process (a Kubeflow step): a bert
+            # model's tokenizer calls TF Text ops, which importing its family module registers.
+            module_path="models.families.bert" if config.trainer.family == "bert" else None,
+        )
     components += [trainer, baseline_resolver, evaluator]
     blessing = evaluator.outputs["blessing"]
     if entry.evaluation == "regression":

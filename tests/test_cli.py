@@ -177,3 +177,32 @@ def test_data_for_a_pipeline_that_trains_on_its_embedded_data_exits_2_naming_it(
     assert "Expected --data only for the pipelines that ingest a user's rows (['digits'])" in error
     assert "received it for 'co2'" in error
     assert not (tmp_path / "home" / "data").exists()
+
+
+def test_run_help_lists_every_pipeline_and_families_show_their_defaults():
+    from pipelines import catalog
+
+    result = _run_in_project([str(Path(sys.executable).parent / "dlforge"), "run", "--help"])
+    listed = _run_in_project([str(Path(sys.executable).parent / "dlforge"), "families"])
+
+    assert result.returncode == 0, result.stderr
+    for name in catalog.PIPELINES:
+        assert repr(name) in result.stdout, name
+    assert "--tune, --no-tune" in result.stdout
+    assert listed.returncode == 0, listed.stderr
+    assert "  generative (vae): " in listed.stdout
+    assert "  text_lm (transformer_lm): " in listed.stdout
+
+
+def test_tuning_a_gan_is_refused_before_tensorflow_is_imported():
+    script = (
+        "import sys; from pipelines import cli; "
+        "code = cli.main(['run', 'generative', '--model', 'gan']); "
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    result = _run_in_project([sys.executable, "-c", script])
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2 False"
+    assert "Expected tune off for model family 'gan'" in result.stderr
+    assert "--no-tune" in result.stderr

@@ -214,3 +214,6 @@ def test_shipped_config_files_load_and_the_reference_one_matches_the_defaults():
     assert reference == config_lib.PipelineConfig()
     smoke = config_lib.load(os.path.join(configs, "smoke.toml"))
     assert smoke.train_steps < reference.train_steps
+    gan = config_lib.load(os.path.join(configs, "gan.toml"))
+    assert (gan.pipeline, gan.trainer.family, gan.tune) == ("generative", "gan", False)
+    assert gan.train_steps == 3000

@@ -522,6 +522,9 @@ CATALOG_STAGES = {
         "BaselineGate",
         "Pusher",
     },
+    # Judged by their family's metric on Transform's test split, not by TFMA.
+    "generative": {"GxValidator", "Transform", "Tuner", "Trainer", "FamilyEvaluator", "Pusher"},
+    "text_lm": {"GxValidator", "Transform", "Tuner", "Trainer", "FamilyEvaluator", "Pusher"},
     "cartpole": {"AgentTrainer", "AgentEvaluator", "Pusher", "PolicyTFLite", "TFLitePusher"},
     "frozenlake": {"AgentTrainer", "AgentEvaluator", "Pusher", "PolicyTFLite", "TFLitePusher"},
 }
@@ -542,3 +545,32 @@ def test_every_catalog_pipeline_compiles_to_a_parsable_spec_with_its_stages(
     if pipeline == "co2":
         assert _upstream(spec.root.dag.tasks["Pusher"]) == {"Trainer", "BaselineGate"}
         assert "Compressor" not in tasks
+    if pipeline in ("generative", "text_lm"):
+        assert _upstream(spec.root.dag.tasks["Pusher"]) == {"Trainer", "FamilyEvaluator"}
+        assert _upstream(spec.root.dag.tasks["FamilyEvaluator"]) == {
+            "Transform",
+            "Trainer",
+            "latest_blessed_model-model-resolver",
+        }
+        assert not {"Evaluator", "Compressor"} & tasks
+
+
+@pytest.mark.parametrize("pipeline", ["generative", "text_lm"])
+@pytest.mark.parametrize("target", sorted(kubeflow.TARGETS))
+def test_family_evaluated_pipelines_compile_to_their_golden(tmp_path, pipeline, target):
+    config = PipelineConfig(pipeline=pipeline, home=HOME)
+    document = _compile(tmp_path, target, config)
+    golden = GOLDEN_DIR / f"{config.pipeline_name}_{target}.json"
+    if UPDATE_GOLDEN:
+        golden.write_text(kubeflow.normalized_json(document))
+    assert kubeflow.normalized_json(document) == golden.read_text()
+
+
+def test_a_bert_evaluator_imports_the_module_that_registers_its_tokenizer_ops(tmp_path):
+    config = config_lib.from_mapping(
+        {"pipeline": "text", "home": HOME, "trainer": {"family": "bert"}}
+    )
+    spec = _pipeline_spec(_compile(tmp_path, "kubeflow", config), "kubeflow")
+    assert _constant(spec.root.dag.tasks["Evaluator"], "module_path") == "models.families.bert"
+    digits = _pipeline_spec(_compile(tmp_path, "kubeflow"), "kubeflow")
+    assert "module_path" not in digits.root.dag.tasks["Evaluator"].inputs.parameters

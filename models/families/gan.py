@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from models import generative
+from models.keras_lib import keras
 from models.spec import TaskSpec
 
 # The DCGAN paper's Adam momentum; 0.9 makes the two-player game oscillate.
@@ -44,7 +44,11 @@ class GenerativeAdversarialNetwork(keras.Model):
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.label_smoothing = label_smoothing
-        self.cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True)
+        # Per example, averaged over the global batch by `cross_entropy`: under a distribution
+        # strategy (the pipeline's Trainer) a Keras loss may not reduce by itself.
+        self.per_example_cross_entropy = keras.losses.BinaryCrossentropy(
+            from_logits=True, reduction=keras.losses.Reduction.NONE
+        )
         self.trackers = [
             keras.metrics.Mean(name=name)
             for name in ("discriminator_loss", "generator_loss", "real_score", "fake_score")
@@ -71,6 +75,10 @@ class GenerativeAdversarialNetwork(keras.Model):
     def generate(self, latent: tf.Tensor) -> tf.Tensor:
         """Maps codes (draws from the N(0, I) prior) to images."""
         return self.generator(latent, training=False)
+
+    def cross_entropy(self, targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        """Mean binary cross-entropy over the global batch (of all replicas)."""
+        return tf.nn.compute_average_loss(self.per_example_cross_entropy(targets, logits))
 
     def train_step(self, data):
         real, _, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -1,0 +1,1 @@
+"""FamilyEvaluator: judges generative and language models by their own metric."""
