@@ -13,7 +13,7 @@ from components.tflite_pusher.executor import push_tflite
 from models import registry, training
 from models.settings import CompressionSettings
 from models.tasks import DIGITS
-from tests import fixtures
+from tests import fixtures, object_stores
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,38 @@ def test_int8_keeps_the_accuracy_and_is_a_third_of_the_float_size(
     model = tf.lite.Interpreter(model_content=(tmp_path / executor.MODEL_FILE).read_bytes())
     operators = {detail["op_name"] for detail in model._get_ops_details()}
     assert not operators & {"ROUND", "CAST", "STRIDED_SLICE", "SELECT_V2"}
+
+
+def test_int8_per_tensor_has_one_scale_per_tensor_and_is_smaller_than_per_channel(
+    transform_output, digits_sample, tmp_path
+):
+    """The converter quantizes convolutions per output channel; the per-tensor recipe does not."""
+    pixels, labels = digits_sample
+    model = registry.get_family("cnn").build_model(keras_tuner.HyperParameters(), DIGITS)
+    model.fit(
+        {DIGITS.feature_key: fixtures.transform(transform_output, pixels)},
+        labels,
+        epochs=10,
+        verbose=0,
+    )
+    saved_model_dir = str(tmp_path / "cnn")
+    training.save_model(model, transform_output, DIGITS, saved_model_dir)
+    per_channel = executor.convert(saved_model_dir, "int8", pixels[:50])
+    per_tensor = executor.convert(saved_model_dir, "int8_per_tensor", pixels[:50])
+
+    def scales_per_tensor(model: bytes) -> list[int]:
+        interpreter = tf.lite.Interpreter(model_content=model)
+        return [
+            len(tensor["quantization_parameters"]["scales"])
+            for tensor in interpreter.get_tensor_details()
+        ]
+
+    assert max(scales_per_tensor(per_channel)) > 1
+    assert max(scales_per_tensor(per_tensor)) == 1
+    assert len(per_tensor) < len(per_channel)
+    accuracy, _ = executor.evaluate_tflite(per_tensor, pixels, labels)
+    reference, _ = executor.evaluate_tflite(per_channel, pixels, labels)
+    assert accuracy >= reference - 0.02
 
 
 def test_int8_io_model_has_quantized_io_described_and_runs_on_the_edge_runner(
@@ -324,13 +356,15 @@ def test_edge_predict_command_prints_a_label_per_row(
     assert error.startswith("dlforge: error:") and "65" in error
 
 
+@pytest.mark.parametrize("kind", object_stores.KINDS)
 def test_compress_reads_a_model_on_an_object_store_and_writes_every_file_there(
-    saved_model_dir, digits_sample
+    saved_model_dir, digits_sample, kind, request
 ):
-    """`ram://` stands in for gs:// or s3://: reached through tf.io.gfile only."""
+    """`ram://` and `s3://` on a local S3 server (tests/object_stores.py) stand in for gs:// or
+    s3://: reached through tf.io.gfile only."""
     from components import storage
 
-    store = "ram://compressor/object_store"
+    store = object_stores.folder(kind, "compressor/object_store", request.session)
     for directory, _, names in os.walk(saved_model_dir):
         for name in names:
             relative = os.path.relpath(os.path.join(directory, name), saved_model_dir)

@@ -1,9 +1,11 @@
 """The custom components' executors on an object store.
 
 A compiled pipeline keeps its artifacts (and the push destinations) on `gs://` or `s3://`.
-TensorFlow's in-memory `ram://` file system stands in for one: it is reached only through
+Each test runs on two stores (tests/object_stores.py): TensorFlow's in-memory `ram://`, and
+`s3://` through tensorflow-io against a local S3 server. Both are reached only through
 tf.io.gfile, so any `open`/`os`/`shutil` call on an artifact path fails here as it would there.
-(The Compressor's run on `ram://` is in tests/test_compressor.py, beside its model fixture.)
+(The Compressor's and the Pusher's runs on both are in tests/test_compressor.py and
+tests/test_pusher.py, beside their model fixtures.)
 """
 
 import json
@@ -22,17 +24,16 @@ from components.gx_validator import executor as gx_validator
 from components.pusher import warmup
 from components.tflite_pusher import executor as tflite_pusher
 from pipelines import validate
-from tests import fixtures
+from tests import fixtures, object_stores
 
 
-@pytest.fixture
+@pytest.fixture(params=object_stores.KINDS)
 def store(request) -> str:
-    uri = f"ram://object_store_io/{request.node.name}"
+    uri = object_stores.folder(
+        request.param, f"object_store_io/{request.node.originalname}", request.session
+    )
     yield uri
-    for directory, _, names in tf.io.gfile.walk(uri):
-        for name in names:
-            if tf.io.gfile.exists(f"{directory}/{name}"):
-                tf.io.gfile.remove(f"{directory}/{name}")
+    object_stores.remove_tree(uri)
 
 
 def _read(uri: str) -> bytes:

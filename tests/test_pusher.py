@@ -15,6 +15,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
 from components.pusher import executor as pusher_executor
+from tests import object_stores
 from tests.files import snapshot
 
 MODEL_FILES = {
@@ -221,13 +222,16 @@ def test_executor_reports_the_existing_version_when_the_model_is_pushed_again(tm
     assert os.listdir(base_dir) == [version]
 
 
-# Pushes to an object store: TensorFlow's in-memory `ram://` file system stands in for gs:// (it
-# is reached only through tf.io.gfile, and has no atomic folder rename either).
-@pytest.fixture
+# Pushes to an object store: TensorFlow's in-memory `ram://` file system and `s3://` on a local
+# S3 server (tests/object_stores.py) stand in for gs:// and s3:// (both are reached only through
+# tf.io.gfile, and have no atomic folder rename either).
+@pytest.fixture(params=object_stores.KINDS)
 def store_base(request) -> str:
     import tensorflow as tf
 
-    uri = f"ram://pusher/{request.node.name}"
+    uri = object_stores.folder(
+        request.param, f"pusher/{request.node.originalname}", request.session
+    )
     yield f"{uri}/serving/digits_cnn"
     if tf.io.gfile.exists(uri):
         pusher_executor._remove_tree(uri)
@@ -303,7 +307,7 @@ def test_push_to_an_object_store_copies_saved_model_pb_after_its_files_and_the_r
 
     def recording_copy(source, destination, overwrite=False):
         if ".staging-" not in destination:
-            copied_into_versions.append(destination.split("/", 6)[-1].split("/", 1)[1])
+            copied_into_versions.append(destination[len(store_base) + 1 :].split("/", 1)[1])
         copy(source, destination, overwrite=overwrite)
 
     monkeypatch.setattr(tf.io.gfile, "copy", recording_copy)

@@ -3,7 +3,9 @@
 It outputs a standard ModelBlessing, laid out like the Evaluator's (a BLESSED or NOT_BLESSED
 file; the `blessed`, `current_model` and `current_model_id` custom properties, and the
 baseline's when the Evaluator had one), so the Pusher and the latest-blessed-model resolver
-take it in place of the Evaluator's; and a report with both sets of figures.
+take it in place of the Evaluator's; and a report with both sets of figures. `metrics` (the
+figures, as KFP `system.Metrics`) and `summary` (the verdict and a table, Markdown) are for the
+Kubeflow and Vertex consoles.
 """
 
 # No `from __future__ import annotations`: TFX reads these annotations as types.
@@ -11,7 +13,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, ModelBlessing, ModelEvaluation
 
-from components.artifacts import ValidationReport
+from components import storage
+from components.artifacts import DISPLAY_NAME, Markdown, Metrics, ValidationReport
 from components.baseline_gate import executor
 
 # The Evaluator's custom properties that name the models a blessing is about.
@@ -26,6 +29,8 @@ def BaselineGate(  # noqa: N802 - TFX component names are classes.
     examples: InputArtifact[Examples],
     blessing: OutputArtifact[ModelBlessing],
     report: OutputArtifact[ValidationReport],
+    metrics: OutputArtifact[Metrics],
+    summary: OutputArtifact[Markdown],
 ) -> None:
     # The Evaluator sets no `blessed` property when it validated nothing (no thresholds).
     evaluator_blessed = (
@@ -48,3 +53,6 @@ def BaselineGate(  # noqa: N802 - TFX component names are classes.
                 blessing.set_string_custom_property(name, str(value))
     blessing.set_int_custom_property(BLESSED_PROPERTY, int(verdict.blessed))
     blessing.set_string_custom_property("blessing_message", verdict.reason)
+    metrics.record("forecast against the seasonal naive", executor.metric_values(verdict))
+    summary.set_string_custom_property(DISPLAY_NAME, "seasonal-naive baseline")
+    storage.write_text(summary.uri, executor.summary_markdown(verdict))

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import storage
+from components.anomaly_gate.executor import markdown_table
 from models.data import co2
 
 BLESSED_FILE = "BLESSED"
@@ -187,3 +188,39 @@ def run_gate(
     storage.write_text(storage.join(blessing_dir, marker), "")
     storage.write_json(storage.join(report_dir, REPORT_FILE), asdict(verdict))
     return verdict
+
+
+def metric_values(verdict: Verdict) -> dict[str, float]:
+    """The figures the gate decided on (ppm; the window count; 1 or 0 for blessed), for the
+    Kubeflow and Vertex consoles."""
+    values = {
+        "blessed": float(verdict.blessed),
+        "model_rmse": verdict.model_rmse,
+        "seasonal_naive_rmse": verdict.seasonal_naive_rmse,
+        "seasonal_naive_mae": verdict.seasonal_naive_mae,
+        "test_windows": float(verdict.test_windows),
+    }
+    if verdict.model_mae is not None:
+        values["model_mae"] = verdict.model_mae
+    return values
+
+
+def summary_markdown(verdict: Verdict) -> str:
+    """The verdict, its reason and both forecasts' test errors as Markdown."""
+    model_mae = "not computed" if verdict.model_mae is None else f"{verdict.model_mae:.4f}"
+    return (
+        f"## Seasonal-naive baseline: {'blessed' if verdict.blessed else 'not blessed'}\n\n"
+        f"{verdict.reason[:1].upper()}{verdict.reason[1:]}. Test windows: "
+        f"{verdict.test_windows}.\n\n"
+        + markdown_table(
+            ("forecast", "test RMSE (ppm)", "test MAE (ppm)"),
+            [
+                ("model", f"{verdict.model_rmse:.4f}", model_mae),
+                (
+                    "seasonal naive (the value 52 weeks earlier)",
+                    f"{verdict.seasonal_naive_rmse:.4f}",
+                    f"{verdict.seasonal_naive_mae:.4f}",
+                ),
+            ],
+        )
+    )

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import storage
+from components.anomaly_gate.executor import markdown_table
 from components.compressor.executor import METADATA_FILE, MODEL_FILE, REPORT_FILE
 from models.rl import environments, export
 from models.rl.environments import EnvironmentSpec
@@ -115,3 +116,42 @@ def convert_policy(
         )
     storage.write_json(storage.join(output_dir, REPORT_FILE), report)
     return report
+
+
+def metric_values(report: dict) -> dict[str, float]:
+    """The conversion's figures (size, states checked, share of agreeing actions), for the
+    Kubeflow and Vertex consoles."""
+    return {
+        "size_kb": report["size_bytes"] / 1024,
+        "observations_checked": float(report["observations_checked"]),
+        "actions_agreeing": float(report["actions_agreeing"]),
+        "agreement": report["actions_agreeing"] / report["observations_checked"],
+    }
+
+
+def summary_markdown(report: dict | None) -> str:
+    """The device model's verdict and figures as Markdown; `report` is None when the policy
+    was not blessed (nothing was converted)."""
+    if report is None:
+        return (
+            "## Policy device model: not converted\n\n"
+            "The AgentEvaluator did not bless the policy, so it was not converted.\n"
+        )
+    verdict = "blessed" if report["parity"] else "not blessed: actions differ"
+    return (
+        f"## Policy device model: {verdict}\n\n"
+        f"The TFLite model ({report['recipe']}, builtin ops) and the SavedModel chose actions "
+        f"for every state of {report['episodes']} {report['environment']} episode(s) from seed "
+        f"{report['seed']}.\n\n"
+        + markdown_table(
+            ("size (KB)", "states checked", "actions agreeing", "agreement"),
+            [
+                (
+                    f"{report['size_bytes'] / 1024:.1f}",
+                    report["observations_checked"],
+                    report["actions_agreeing"],
+                    f"{report['actions_agreeing'] / report['observations_checked']:.4f}",
+                )
+            ],
+        )
+    )
