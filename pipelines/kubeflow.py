@@ -25,7 +25,9 @@ from pipelines.config import PipelineConfig, StageResources
 
 # Where each target can keep the pipeline root (and the home): Vertex AI only on Cloud Storage,
 # Kubeflow Pipelines on any object store its launcher reads.
-TARGETS = {"kubeflow": ("gs://", "s3://", "minio://"), "vertex": ("gs://",)}
+TARGETS = {"kubeflow": ("gs://", "s3://"), "vertex": ("gs://",)}
+# The entry point that runs a step's TFX module on an s3:// root (see pipelines/kfp_step.py).
+S3_STEP_MODULE = "pipelines.kfp_step"
 # The key of `config.kubeflow.resources` that applies to every stage not named.
 DEFAULT_RESOURCES = "default"
 # Stamps of the compiling environment, not of the pipeline.
@@ -122,7 +124,31 @@ def pipeline_document(
     )
     job["pipelineSpec"]["defaultPipelineRoot"] = pipeline_root
     apply_resources(job["pipelineSpec"], config.kubeflow.resources)
+    if pipeline_root.startswith("s3://"):
+        run_steps_through(job["pipelineSpec"]["deploymentSpec"], S3_STEP_MODULE)
     return job["pipelineSpec"] if target == "kubeflow" else job
+
+
+def run_steps_through(deployment_spec: dict[str, Any], module: str) -> None:
+    """Makes every container command `python -m M` (executors and drivers) `python -m module M`.
+
+    Args:
+        deployment_spec: The PipelineSpec's `deploymentSpec`, changed in place.
+        module: The wrapping entry point, e.g. `S3_STEP_MODULE`.
+    """
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            command = node.get("command")
+            if isinstance(command, list) and command[:2] == ["python", "-m"] and len(command) == 3:
+                node["command"] = ["python", "-m", module, command[2]]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(deployment_spec)
 
 
 def vertex_training_config(config: PipelineConfig, image: str) -> dict[str, Any] | None:

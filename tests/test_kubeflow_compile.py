@@ -574,3 +574,25 @@ def test_a_bert_evaluator_imports_the_module_that_registers_its_tokenizer_ops(tm
     assert _constant(spec.root.dag.tasks["Evaluator"], "module_path") == "models.families.bert"
     digits = _pipeline_spec(_compile(tmp_path, "kubeflow"), "kubeflow")
     assert "module_path" not in digits.root.dag.tasks["Evaluator"].inputs.parameters
+
+
+def test_on_an_s3_root_every_step_runs_through_the_step_entry_point(tmp_path):
+    document = kubeflow.compile_pipeline(
+        PipelineConfig(home="s3://bucket/home"),
+        target="kubeflow",
+        output_path=str(tmp_path / "kubeflow.json"),
+        image=IMAGE,
+        pipeline_root="s3://bucket/root",
+    )
+
+    def commands(document: dict) -> list[list[str]]:
+        return [
+            json.loads(found)
+            for found in re.findall(r'"command": (\[[^\]]*\])', json.dumps(document))
+        ]
+
+    wrapped, plain = commands(document), commands(_compile(tmp_path, "kubeflow"))
+    assert len(wrapped) == len(plain) > 10  # every executor and the ExampleGen driver
+    assert all(command[:3] == ["python", "-m", kubeflow.S3_STEP_MODULE] for command in wrapped)
+    assert all(command[:2] == ["python", "-m"] and len(command) == 3 for command in plain)
+    assert sorted(command[3] for command in wrapped) == sorted(command[2] for command in plain)
