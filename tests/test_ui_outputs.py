@@ -19,11 +19,19 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import standard_artifacts
 
 from components import artifacts, storage
+from components.agent_evaluator import executor as agent_evaluator
+from components.agent_evaluator.component import AgentEvaluator
+from components.agent_trainer import executor as agent_trainer
+from components.agent_trainer.component import AgentTrainer
 from components.anomaly_gate.component import AnomalyGate
+from components.baseline_gate import executor as baseline_gate
+from components.baseline_gate.component import BaselineGate
 from components.compressor import executor as compressor
 from components.compressor.executor import METADATA_FILE, MODEL_FILE
 from components.drift_gate import executor as drift_gate
 from components.drift_gate.executor import Measurement
+from components.policy_tflite import executor as policy_tflite
+from components.policy_tflite.component import PolicyTFLite
 from components.tflite_pusher.component import TFLitePusher
 
 
@@ -236,3 +244,166 @@ def test_tflite_pusher_summary_says_when_nothing_was_pushed(store):
 
     assert _text(f"{store}/summary").startswith("## Device model: not pushed")
     assert not tf.io.gfile.exists(f"{store}/tflite")
+
+
+@pytest.mark.parametrize(
+    ("component", "summary_type"),
+    [
+        (BaselineGate, artifacts.Markdown),
+        (AgentTrainer, artifacts.HTML),
+        (AgentEvaluator, artifacts.Markdown),
+        (PolicyTFLite, artifacts.Markdown),
+    ],
+)
+def test_forecast_and_agent_components_declare_console_outputs(component, summary_type):
+    outputs = component.SPEC_CLASS.OUTPUTS
+
+    assert outputs["metrics"].type is artifacts.Metrics
+    assert outputs["summary"].type is summary_type
+
+
+def _verdict(**changes) -> baseline_gate.Verdict:
+    values = {
+        "blessed": True,
+        "reason": "the model beats the seasonal-naive forecast: test RMSE 0.5 ppm < 0.9 ppm",
+        "evaluator_blessed": True,
+        "model_rmse": 0.5,
+        "model_mae": 0.4,
+        "seasonal_naive_rmse": 0.9,
+        "seasonal_naive_mae": 0.7,
+        "test_windows": 120,
+    }
+    return baseline_gate.Verdict(**{**values, **changes})
+
+
+def test_baseline_gate_metrics_and_summary_compare_the_model_with_the_seasonal_naive():
+    assert baseline_gate.metric_values(_verdict()) == {
+        "blessed": 1.0,
+        "model_rmse": 0.5,
+        "model_mae": 0.4,
+        "seasonal_naive_rmse": 0.9,
+        "seasonal_naive_mae": 0.7,
+        "test_windows": 120.0,
+    }
+    text = baseline_gate.summary_markdown(_verdict())
+    assert text.startswith("## Seasonal-naive baseline: blessed\n\nThe model beats")
+    assert "| model | 0.5000 | 0.4000 |" in text
+    assert "| seasonal naive (the value 52 weeks earlier) | 0.9000 | 0.7000 |" in text
+
+    refused = _verdict(blessed=False, model_mae=None, reason="the Evaluator did not bless it")
+    assert "model_mae" not in baseline_gate.metric_values(refused)
+    text = baseline_gate.summary_markdown(refused)
+    assert text.startswith("## Seasonal-naive baseline: not blessed\n\nThe Evaluator did not")
+    assert "| model | 0.5000 | not computed |" in text
+
+
+CURVE = {
+    "agent": "dqn",
+    "environment": "CartPole-v1",
+    "episodes": 140,
+    "budget_episodes": 300,
+    "steps": 21000,
+    "seconds": 95.5,
+    "reward_threshold": 475.0,
+    "solved_at": 140,
+    "final_trailing_mean": 480.2,
+}
+
+
+def test_agent_trainer_metrics_and_html_show_the_run_and_its_curve_inline():
+    values = agent_trainer.metric_values(CURVE)
+    assert values["solved_at"] == 140.0 and values["final_trailing_mean"] == 480.2
+    assert agent_trainer.metric_values({**CURVE, "solved_at": None})["solved_at"] == -1.0
+
+    page = agent_trainer.summary_html(CURVE, b"\x89PNG picture")
+    assert "<h2>dqn on CartPole-v1: solved at episode 140</h2>" in page
+    assert "140 of 300 episodes, 21000 steps, 95.5 s" in page
+    assert "src='data:image/png;base64,iVBORyBwaWN0dXJl'" in page
+    assert "http" not in page
+    assert "not solved within the budget" in agent_trainer.summary_html(
+        {**CURVE, "solved_at": None}, b""
+    )
+
+
+EVALUATION = {
+    "environment": "CartPole-v1",
+    "episodes": 10,
+    "seed": 1000,
+    "mean_return": 312.5,
+    "std_return": 20.25,
+    "min_return": 280.0,
+    "max_return": 350.0,
+    "reward_threshold": 475.0,
+    "blessed": False,
+}
+
+
+def test_agent_evaluator_metrics_and_summary_give_the_returns_and_the_verdict():
+    assert agent_evaluator.metric_values(EVALUATION) == {
+        "mean_return": 312.5,
+        "std_return": 20.25,
+        "min_return": 280.0,
+        "max_return": 350.0,
+        "reward_threshold": 475.0,
+        "episodes": 10.0,
+        "blessed": 0.0,
+    }
+    text = agent_evaluator.summary_markdown(EVALUATION)
+    assert text.startswith("## Policy evaluation: not blessed\n\nMean return 312.5 < threshold")
+    assert "| 312.5 | 20.25 | 280.0 | 350.0 | 475.0 |" in text
+    blessed = agent_evaluator.summary_markdown({**EVALUATION, "blessed": True})
+    assert blessed.startswith("## Policy evaluation: blessed\n\nMean return 312.5 >= threshold")
+
+
+def test_policy_tflite_metrics_and_summary_give_the_action_agreement():
+    report = {
+        "recipe": "float",
+        "size_bytes": 4096,
+        "environment": "CartPole-v1",
+        "episodes": 2,
+        "seed": 7,
+        "observations_checked": 400,
+        "actions_agreeing": 399,
+        "parity": False,
+    }
+
+    assert policy_tflite.metric_values(report) == {
+        "size_kb": 4.0,
+        "observations_checked": 400.0,
+        "actions_agreeing": 399.0,
+        "agreement": 0.9975,
+    }
+    text = policy_tflite.summary_markdown(report)
+    assert text.startswith("## Policy device model: not blessed: actions differ\n")
+    assert "| 4.0 | 400 | 399 | 0.9975 |" in text
+
+
+def test_policy_tflite_of_an_unblessed_policy_converts_nothing_and_says_so(store):
+    model = standard_artifacts.Model()
+    model.uri = f"{store}/model"
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.set_int_custom_property("blessed", 0)
+    device_model = artifacts.TFLiteModel()
+    device_model.uri = f"{store}/device_model"
+    device_blessing = artifacts.DeviceBlessing()
+    metrics = artifacts.Metrics()
+    summary = artifacts.Markdown()
+    summary.uri = f"{store}/summary"
+
+    PolicyTFLite.test_call(
+        model=model,
+        model_blessing=blessing,
+        device_model=device_model,
+        device_blessing=device_blessing,
+        metrics=metrics,
+        summary=summary,
+        environment="{}",
+        episodes=1,
+        seed=0,
+    )
+
+    assert device_blessing.get_int_custom_property("blessed") == 0
+    assert _text(f"{store}/summary").startswith("## Policy device model: not converted")
+    assert _reported_metadata(summary)["display_name"] == "policy device model"
+    assert _reported_metadata(metrics) == {"display_name": "policy device model"}
+    assert not tf.io.gfile.exists(device_model.uri)

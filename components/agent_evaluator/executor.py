@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from components import storage
+from components.anomaly_gate.executor import markdown_table
 from models.rl import environments, export
 from models.rl.environments import EnvironmentSpec
 
@@ -64,3 +65,38 @@ def write_outputs(evaluation: dict, evaluation_dir: str, blessing_dir: str) -> N
     storage.write_json(storage.join(evaluation_dir, EVALUATION_FILE), evaluation)
     marker = BLESSED_FILE if evaluation["blessed"] else NOT_BLESSED_FILE
     storage.write_text(storage.join(blessing_dir, marker), "")
+
+
+def metric_values(evaluation: dict) -> dict[str, float]:
+    """The evaluation's figures (returns, threshold, episodes, 1 or 0 for blessed), for the
+    Kubeflow and Vertex consoles."""
+    names = ("mean_return", "std_return", "min_return", "max_return", "reward_threshold")
+    return {
+        **{name: float(evaluation[name]) for name in names},
+        "episodes": float(evaluation["episodes"]),
+        "blessed": float(evaluation["blessed"]),
+    }
+
+
+def summary_markdown(evaluation: dict) -> str:
+    """The blessing and the returns as Markdown."""
+    verdict = "blessed" if evaluation["blessed"] else "not blessed"
+    relation = ">=" if evaluation["blessed"] else "<"
+    return (
+        f"## Policy evaluation: {verdict}\n\n"
+        f"Mean return {evaluation['mean_return']} {relation} threshold "
+        f"{evaluation['reward_threshold']} over {evaluation['episodes']} "
+        f"{evaluation['environment']} episode(s) from seed {evaluation['seed']}.\n\n"
+        + markdown_table(
+            ("mean return", "std", "min", "max", "threshold"),
+            [
+                (
+                    evaluation["mean_return"],
+                    evaluation["std_return"],
+                    evaluation["min_return"],
+                    evaluation["max_return"],
+                    evaluation["reward_threshold"],
+                )
+            ],
+        )
+    )

@@ -1,4 +1,8 @@
-"""AgentTrainer: trains an agent on an environment; outputs a Model in the Trainer's layout."""
+"""AgentTrainer: trains an agent on an environment; outputs a Model in the Trainer's layout.
+
+`metrics` (the run's figures, as KFP `system.Metrics`) and `summary` (the training curve in an
+HTML page) are for the Kubeflow and Vertex consoles.
+"""
 
 # No `from __future__ import annotations`: TFX reads these annotations as types.
 import json
@@ -8,7 +12,9 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelRun
 from tfx.utils import path_utils
 
+from components import storage
 from components.agent_trainer import executor
+from components.artifacts import DISPLAY_NAME, HTML, Metrics
 from models.rl.environments import EnvironmentSpec
 from models.rl.settings import AgentSettings
 
@@ -17,6 +23,8 @@ from models.rl.settings import AgentSettings
 def AgentTrainer(  # noqa: N802 - TFX component names are classes.
     model: OutputArtifact[Model],
     model_run: OutputArtifact[ModelRun],
+    metrics: OutputArtifact[Metrics],
+    summary: OutputArtifact[HTML],
     environment: Parameter[str],
     settings: Parameter[str],
 ) -> None:
@@ -32,3 +40,7 @@ def AgentTrainer(  # noqa: N802 - TFX component names are classes.
     )
     model_run.set_int_custom_property("episodes", curve["episodes"])
     model_run.set_int_custom_property("solved", int(curve["solved_at"] is not None))
+    metrics.record("agent training", executor.metric_values(curve))
+    summary.set_string_custom_property(DISPLAY_NAME, "training curve")
+    picture = storage.read_bytes(storage.join(model_run.uri, executor.PLOT_FILE))
+    storage.write_text(summary.uri, executor.summary_html(curve, picture))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import time
 
@@ -94,3 +96,36 @@ def curve_png(curve: dict) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def metric_values(curve: dict) -> dict[str, float]:
+    """The run's figures (episodes, steps, seconds, the final trailing mean, the episode that
+    solved the environment or -1), for the Kubeflow and Vertex consoles."""
+    return {
+        "episodes": float(curve["episodes"]),
+        "steps": float(curve["steps"]),
+        "seconds": float(curve["seconds"]),
+        "final_trailing_mean": float(curve["final_trailing_mean"]),
+        "reward_threshold": float(curve["reward_threshold"]),
+        "solved_at": float(-1 if curve["solved_at"] is None else curve["solved_at"]),
+    }
+
+
+def summary_html(curve: dict, picture: bytes) -> str:
+    """The run in one self-contained HTML page (the training curve inline), for the consoles."""
+    solved = (
+        f"solved at episode {curve['solved_at']}"
+        if curve["solved_at"] is not None
+        else "not solved within the budget"
+    )
+    title = f"{curve['agent']} on {curve['environment']}"
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}</style></head><body>"
+        f"<h2>{html.escape(title)}: {solved}</h2>"
+        f"<p>{curve['episodes']} of {curve['budget_episodes']} episodes, {curve['steps']} steps, "
+        f"{curve['seconds']} s. Final trailing {common.SOLVED_WINDOW}-episode mean return "
+        f"{curve['final_trailing_mean']} (threshold {curve['reward_threshold']}).</p>"
+        f"<p><img alt='training curve' src='data:image/png;base64,"
+        f"{base64.b64encode(picture).decode('ascii')}'></p></body></html>\n"
+    )
