@@ -37,6 +37,25 @@ def test_qlearning_solves_the_still_lake_and_stops_at_the_target():
     assert returns == [1.0] * 5
 
 
+@pytest.mark.slow
+def test_qlearning_defaults_learn_the_slippery_lakes_best_policy_and_are_blessed():
+    result = qlearning.train(
+        FROZENLAKE,
+        episodes=qlearning.DEFAULT_EPISODES,
+        seed=0,
+        hyperparameters={},
+        target=FROZENLAKE.reward_threshold,
+    )
+    table = result.model.get_layer("q_table").get_weights()[0]
+    # Value iteration's policy (any discount >= 0.99) moves up from the start row's third
+    # state; a short-horizon discount moves left there, which succeeds less often.
+    assert table[2].argmax() == 3
+    returns = environments.evaluate(
+        FROZENLAKE, _greedy("qlearning", result.model, FROZENLAKE), 1000, 1000
+    )
+    assert np.mean(returns) >= FROZENLAKE.reward_threshold
+
+
 def test_qlearning_table_holds_the_discounted_value_of_the_path():
     result = qlearning.train(
         STILL_LAKE,

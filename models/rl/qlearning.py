@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from models.keras_lib import keras
 from models.rl import common
 from models.rl.environments import ACTIONS, OBSERVATIONS, Q_VALUES, EnvironmentSpec
 
@@ -58,7 +58,10 @@ def search_space(hp) -> dict:
             "final_learning_rate", 0.001, 0.1, sampling="log", default=0.01
         ),
         "discount": hp.Float("discount", 0.9, 0.999, default=0.99),
-        "initial_discount": hp.Float("initial_discount", 0.5, 0.999, default=0.9),
+        # A discount still rising when exploration ends leaves states the greedy policy seldom
+        # visits valued for the short horizon: on the slippery lake, the start row's third
+        # state then moves left, not up (0.730 against 0.740 success within 100 steps).
+        "initial_discount": hp.Float("initial_discount", 0.5, 0.999, default=0.99),
         "epsilon_decay_fraction": hp.Float("epsilon_decay_fraction", 0.1, 0.9, default=0.5),
         "final_epsilon": hp.Float("final_epsilon", 0.0, 0.1, default=0.01),
     }
@@ -104,8 +107,8 @@ def train(
     """Learns the Q-table by Q-learning.
 
     The learning rate falls linearly from `learning_rate` to `final_learning_rate`, the
-    discount rises from `initial_discount` to `discount` (short horizons first: early values are
-    less noisy) and epsilon falls from 1 to `final_epsilon`, each over the first
+    discount goes from `initial_discount` to `discount` (equal by default: a constant discount)
+    and epsilon falls from 1 to `final_epsilon`, each over the first
     `epsilon_decay_fraction` of the episodes. Ties between actions break at random, so an
     untrained state does not always pick action 0.
 
