@@ -402,7 +402,8 @@ def train_judge(train: np.ndarray, labels: np.ndarray, test: np.ndarray, test_la
         (the classifier, its test accuracy).
     """
     import keras_tuner
-    import tf_keras as keras
+
+    from models.keras_lib import keras
 
     keras.utils.set_random_seed(seed)
     classifier = registry.get_family("mlp").build_model(keras_tuner.HyperParameters(), tasks.DIGITS)

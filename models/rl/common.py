@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
+
+from models.keras_lib import keras
 
 # Episodes over which the trailing mean return is taken (gymnasium's "solved" convention).
 SOLVED_WINDOW = 100

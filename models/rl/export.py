@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from models import registry
+from models.keras_lib import keras
 from models.rl.environments import ACTIONS, OBSERVATIONS, EnvironmentSpec, Policy
 
 SIGNATURE = "serving_default"

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from models.keras_lib import keras
 from models.rl import common
 from models.rl.environments import ACTIONS, OBSERVATIONS, PROBABILITIES, EnvironmentSpec
 
