@@ -1,16 +1,16 @@
 """Benchmark of the model families: the metric each reaches on its test split with its default
 budget, its training time and its number of parameters, in one table.
 
-Run with `.venv/bin/python benchmarks/families.py [--home DIR] [--pipelines digits,text,co2]`. For
-every family of every supervised pipeline in the catalog it runs the pipeline in one home with
-the family's default hyper-parameters and the default Trainer steps, without the tuner (a
-search per family would take an hour), and reads the run summary (the test metric, the Trainer's
-seconds) and the trained SavedModel (its parameters). Pipelines that judge a model against a
-baseline show it on its own row (co2: the seasonal-naive forecast of the same test split).
-The generative families, which no pipeline trains yet, are measured by
-`models.generative.measure` on the same digits split (sample grids written beside the home);
-transfer learning's gain over training from scratch on 10 labelled images per class by
-`models.transfer.measure_transfer_gain`. Agents are benchmarked by `benchmarks/rl.py`.
+Run with `.venv/bin/python benchmarks/families.py [--home DIR] [--pipelines digits,text,...]`.
+For every family of every pipeline in the catalog that trains on a data set (all but the
+agents', which `benchmarks/rl.py` measures) it runs the pipeline in one home with the family's
+default hyper-parameters and the default Trainer steps, without the tuner (a search per family
+would take an hour), and reads the run summary (the test metric: accuracy, RMSE, or the
+FamilyEvaluator's reconstruction MSE, ELBO, class coverage or perplexity; the Trainer's seconds)
+and the trained SavedModel (its parameters). Pipelines that judge a model against a baseline
+show it on its own row (co2: the seasonal-naive forecast of the same test split). Then transfer
+learning's gain over training from scratch on 10 labelled images per class
+(`models.transfer.measure_transfer_gain`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,30 @@ def _seasonal_naive_row(pipeline_root: str) -> dict:
     }
 
 
+# A family judged by the FamilyEvaluator: its card's metric -> the run summary's figure.
+FAMILY_EVALUATOR_METRICS = {
+    "mse": "test_mse",
+    "elbo": "test_elbo",
+    "class_coverage": "classes_covered",
+    "perplexity": "test_perplexity",
+}
+# ... and the baseline of the same run it is judged against, shown on its own row.
+FAMILY_EVALUATOR_BASELINES = {
+    "mse": "mean_image_mse",
+    "elbo": "gaussian_elbo",
+    "perplexity": "unigram_perplexity",
+}
+
+
+def _summary_metric(evaluation: str, family: str) -> str:
+    """The run summary's figure a family is judged by."""
+    from models import registry
+
+    if evaluation == "family":
+        return FAMILY_EVALUATOR_METRICS[registry.get_card(family).metric]
+    return "test_accuracy" if evaluation == "classification" else "test_rmse"
+
+
 def run_families(home: str, pipelines: list[str]) -> list[dict]:
     from models import registry
     from pipelines import catalog, console
@@ -81,7 +105,7 @@ def run_families(home: str, pipelines: list[str]) -> list[dict]:
                 summary = run_pipeline(config, progress=lambda line: print(line, file=sys.stderr))
             if summary.status != "complete":
                 raise SystemExit(f"{config.pipeline_name} failed: {summary.error}")
-            metric = "test_accuracy" if entry.evaluation == "classification" else "test_rmse"
+            metric = _summary_metric(entry.evaluation, family)
             rows.append(
                 {
                     "pipeline": pipeline,
@@ -93,33 +117,22 @@ def run_families(home: str, pipelines: list[str]) -> list[dict]:
                     "blessed": summary.blessed,
                 }
             )
+            baseline = FAMILY_EVALUATOR_BASELINES.get(registry.get_card(family).metric)
+            if entry.evaluation == "family" and baseline:
+                rows.append(
+                    {
+                        "pipeline": pipeline,
+                        "family": f"({baseline})",
+                        "metric": metric,
+                        "value": summary.metrics[baseline],
+                        "seconds": 0.0,
+                        "parameters": 0,
+                        "blessed": None,
+                    }
+                )
         if entry.evaluation == "regression":
             rows.append({"pipeline": pipeline, **_seasonal_naive_row(config.pipeline_root)})
     return rows
-
-
-def generative_rows(output_dir: str) -> list[dict]:
-    from models import generative
-
-    figures = generative.measure(output_dir)
-    print(generative.format_figures(figures), file=sys.stderr)
-    measured = {
-        "autoencoder": ("test_mse", figures.autoencoder_mse),
-        "vae": ("test_elbo_nats", figures.vae_test_elbo),
-        "gan": ("classes_covered", float(figures.gan_quality.classes_covered)),
-    }
-    return [
-        {
-            "pipeline": "generative",
-            "family": family,
-            "metric": metric,
-            "value": value,
-            "seconds": figures.seconds[family],
-            "parameters": figures.parameters[family],
-            "blessed": None,
-        }
-        for family, (metric, value) in measured.items()
-    ]
 
 
 def transfer_rows(labelled_per_class: int) -> list[dict]:
@@ -161,11 +174,13 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", help="dlforge home to run in (default: a new temp folder)")
-    parser.add_argument("--pipelines", default="digits,text,co2", help="comma-separated pipelines")
+    from pipelines.catalog import PIPELINES
+
+    trained_on_data = ",".join(name for name, entry in PIPELINES.items() if entry.data_module)
+    parser.add_argument("--pipelines", default=trained_on_data, help="comma-separated pipelines")
     args = parser.parse_args()
     home = args.home or tempfile.mkdtemp(prefix="dlforge-families-")
     rows = run_families(home, args.pipelines.split(",")) if args.pipelines else []
-    rows += generative_rows(os.path.join(home, "generative"))
     rows += transfer_rows(labelled_per_class=10)
     print_table(rows)
 
