@@ -555,9 +555,10 @@ def test_every_catalog_pipeline_compiles_to_a_parsable_spec_with_its_stages(
         assert not {"Evaluator", "Compressor"} & tasks
 
 
-@pytest.mark.parametrize("pipeline", ["generative", "text_lm"])
+@pytest.mark.parametrize("pipeline", sorted(CATALOG_STAGES))
 @pytest.mark.parametrize("target", sorted(kubeflow.TARGETS))
-def test_family_evaluated_pipelines_compile_to_their_golden(tmp_path, pipeline, target):
+def test_every_catalog_pipeline_compiles_to_its_golden(tmp_path, pipeline, target):
+    """With its default family and settings (digits: `test_compiled_document_matches_golden`)."""
     config = PipelineConfig(pipeline=pipeline, home=HOME)
     document = _compile(tmp_path, target, config)
     golden = GOLDEN_DIR / f"{config.pipeline_name}_{target}.json"
