@@ -165,6 +165,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
     serve.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
     serve.add_argument(
+        "--rest_api_num_threads",
+        type=int,
+        default=0,
+        help="threads for REST model calls without batching, Classify and Regress (0: 4 per CPU)",
+    )
+    serve.add_argument(
         "--max_body_bytes", type=int, default=32 * 1024 * 1024, help="largest request accepted"
     )
     serve.add_argument(
@@ -494,6 +500,7 @@ def _command_serve(args: argparse.Namespace) -> int:
             enable_batching=args.enable_batching,
             batching_parameters_file=args.batching_parameters_file,
             rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+            rest_api_num_threads=args.rest_api_num_threads,
             max_body_bytes=args.max_body_bytes,
             traffic_split_file=args.traffic_split_file,
             request_log_dir=args.request_log_dir,

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,11 +29,9 @@ BatchObserver = Callable[[Servable, int], None]
 class _Task:
     inputs: dict[str, np.ndarray]
     rows: int
-    done: threading.Event = field(default_factory=threading.Event)
-    outputs: dict[str, np.ndarray] | None = None
-    error: Exception | None = None
-    started: bool = False
-    cancelled: bool = False
+    deadline: float | None
+    # Cancellable (a client gone) only while it waits; running once its batch starts.
+    future: Future = field(default_factory=Future)
 
 
 @dataclass
@@ -85,14 +84,32 @@ class BatchScheduler:
     ) -> dict[str, np.ndarray]:
         """Runs one call as part of a batch and returns its own rows of the outputs.
 
+        Raises:
+            ServingError: As `submit`, or the error of the call.
+        """
+        return self.submit(servable, signature_name, inputs, output_keys, deadline).result()
+
+    def submit(
+        self,
+        servable: Servable,
+        signature_name: str,
+        inputs: dict[str, np.ndarray],
+        output_keys: list[str],
+        deadline: float | None = None,
+    ) -> Future:
+        """Queues one call and returns at once: the future of its own rows of the outputs.
+
+        A batch runs at its oldest call's timeout or at the earliest deadline of its calls,
+        whichever comes first; a call whose deadline has passed when its batch runs fails with
+        DEADLINE_EXCEEDED, as do TF Serving's batching sessions. Cancelling the future before
+        its batch runs takes the call out of the batch (a client gone).
+
         Args:
             deadline: `time.monotonic()` by which the call must have started, or None.
 
         Raises:
             ServingError: INVALID_ARGUMENT for inputs without a common batch dimension or larger
-                than the maximum batch size, UNAVAILABLE when the queue is full,
-                DEADLINE_EXCEEDED when the deadline passes before the batch runs, or the
-                model's own error.
+                than the maximum batch size, UNAVAILABLE when the queue is full.
         """
         rows = {value.shape[0] if value.ndim else -1 for value in inputs.values()}
         if len(rows) != 1 or -1 in rows:
@@ -114,13 +131,14 @@ class BatchScheduler:
                 (alias, value.dtype.str, value.shape[1:]) for alias, value in sorted(inputs.items())
             ),
         )
-        task = _Task(inputs=inputs, rows=count)
+        task = _Task(inputs=inputs, rows=count, deadline=deadline)
         with self._condition:
             if self._stopped:
                 raise status.unavailable("The batch scheduler is shut down.")
             batch = self._open.get(key)
             if batch is not None and batch.rows + count > self.parameters.max_batch_size:
                 self._close(batch)
+                self._condition.notify()  # A worker runs it now.
                 batch = None
             if batch is None:
                 if len(self._ready) + len(self._open) >= self.parameters.max_enqueued_batches:
@@ -135,21 +153,16 @@ class BatchScheduler:
                     time.monotonic() + self._timeout,
                 )
                 self._open[key] = batch
+                self._condition.notify()  # A worker times the new batch.
             batch.tasks.append(task)
             batch.rows += count
+            if deadline is not None and deadline < batch.deadline:
+                batch.deadline = deadline
+                self._condition.notify()  # A worker times it anew.
             if batch.rows >= self.parameters.max_batch_size:
                 self._close(batch)
-            self._condition.notify()
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not task.done.wait(wait):
-            with self._condition:
-                task.cancelled = not task.started
-            if task.cancelled:
-                raise status.deadline_exceeded("Deadline exceeded before the batch ran.")
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+                self._condition.notify()  # A worker runs it now.
+        return task.future
 
     def _close(self, batch: _Batch) -> None:
         del self._open[batch.key]
@@ -177,10 +190,17 @@ class BatchScheduler:
             self._process(batch)
 
     def _process(self, batch: _Batch) -> None:
-        with self._condition:
-            tasks = [task for task in batch.tasks if not task.cancelled]
-            for task in tasks:
-                task.started = True  # From now on its caller waits for the result.
+        now = time.monotonic()
+        tasks = []
+        for task in batch.tasks:
+            if not task.future.set_running_or_notify_cancel():
+                continue  # Cancelled while it waited.
+            if task.deadline is not None and task.deadline <= now:
+                task.future.set_exception(
+                    status.deadline_exceeded("Deadline exceeded before the batch ran.")
+                )
+            else:
+                tasks.append(task)
         if not tasks:
             return
         try:
@@ -198,17 +218,16 @@ class BatchScheduler:
                         f"Batched output {key!r} has {value.shape[0] if value.ndim else 0} rows "
                         f"for {rows} input rows; this signature cannot be batched."
                     )
-            start = 0
-            for task in tasks:
-                task.outputs = {
-                    key: value[start : start + task.rows] for key, value in outputs.items()
-                }
-                start += task.rows
         except Exception as error:  # Every caller of the batch gets the error.
             for task in tasks:
-                task.error = error
+                task.future.set_exception(error)
+            return
+        start = 0
         for task in tasks:
-            task.done.set()
+            task.future.set_result(
+                {key: value[start : start + task.rows] for key, value in outputs.items()}
+            )
+            start += task.rows
 
     def stop(self) -> None:
         """Runs the batches already queued, then stops the threads."""

@@ -109,6 +109,8 @@ class ServerOptions:
             negative never polls (TF Serving's `--file_system_poll_wait_seconds`).
         batching: Batching parameters, or None to call the model once per request.
         rest_api_timeout_ms: Deadline of a REST request's model call; 0 or less for none.
+        rest_api_num_threads: Threads for the blocking work of REST requests (model calls
+            without batching, Classify and Regress); 0 for 4 per CPU, as TF Serving's default.
         max_body_bytes: Largest REST body or gRPC message accepted.
         traffic_seed: Seed of the A/B draws, for reproducible splits; None for a random one.
         request_log_dir: Where sampled requests are logged (`<home>/logs`); None for no log.
@@ -122,6 +124,7 @@ class ServerOptions:
     poll_wait_seconds: float = 1.0
     batching: BatchingParameters | None = None
     rest_api_timeout_ms: int = 30000
+    rest_api_num_threads: int = 0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     traffic_seed: int | None = None
     request_log_dir: str | None = None
@@ -141,6 +144,11 @@ class ServerOptions:
             )
         if self.max_body_bytes < 1:
             raise ConfigError(f"Expected max_body_bytes >= 1, received {self.max_body_bytes}.")
+        if self.rest_api_num_threads < 0:
+            raise ConfigError(
+                "Expected --rest_api_num_threads >= 0 (0: 4 per CPU), received "
+                f"{self.rest_api_num_threads}."
+            )
 
 
 def _check_name(name: str, source: str) -> str:

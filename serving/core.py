@@ -6,9 +6,11 @@ model status and metadata, and the lookup of the version a request is served by.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
@@ -25,7 +27,7 @@ SIGNATURE_DEF_FIELD = "signature_def"
 
 
 class ServingCore:
-    """Versions, batching and metrics behind both APIs.
+    """Versions, batching, metrics and the request threads behind both APIs.
 
     Args:
         options: The server options.
@@ -54,6 +56,12 @@ class ServingCore:
             if options.request_log_dir
             else None
         )
+        # Blocking work of the REST front end, which answers on one event loop (gRPC has its own
+        # threads): model calls without batching, Classify and Regress.
+        self.request_threads = ThreadPoolExecutor(
+            options.rest_api_num_threads or 4 * (os.cpu_count() or 1),
+            thread_name_prefix="dlforge-request",
+        )
         self.manager = ModelManager(
             options.models,
             runner=self.runner(None),
@@ -67,6 +75,7 @@ class ServingCore:
 
     def stop(self) -> None:
         self.manager.stop()
+        self.request_threads.shutdown(cancel_futures=True)
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.request_log is not None:
@@ -84,9 +93,45 @@ class ServingCore:
         outputs = inference.predict(
             servable, signature_name, inputs, output_filter, self.runner(deadline)
         )
+        self._log(servable, inputs)
+        return outputs
+
+    def start_predict(
+        self,
+        servable: Servable,
+        signature_name: str,
+        inputs: dict[str, np.ndarray],
+        output_filter: list[str],
+        deadline: float | None,
+    ) -> Future:
+        """`predict` without waiting: checks the request now and returns the future of the
+        outputs (the model call queued for a batch, or on a request thread).
+
+        The future fails with DEADLINE_EXCEEDED when the deadline passes before the call starts;
+        cancelling it before then withdraws the call (a client gone). A sampled successful
+        request is logged when it completes.
+
+        Raises:
+            ServingError: TF Serving's error for the request, found before the call.
+        """
+        call = inference.checked_call(servable, signature_name, inputs, output_filter)
+        if self.scheduler is not None:
+            future = self.scheduler.submit(servable, *call, deadline)
+        else:
+            future = self.request_threads.submit(self.runner(deadline), servable, *call)
+
+        if self.request_log is not None:
+
+            def log_success(done: Future) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self._log(servable, inputs)
+
+            future.add_done_callback(log_success)
+        return future
+
+    def _log(self, servable: Servable, inputs: dict[str, np.ndarray]) -> None:
         if self.request_log is not None:
             self.request_log.log(servable.name, servable.version, inputs)
-        return outputs
 
     def runner(self, deadline: float | None) -> inference.Runner:
         """How a request calls the model: batched or direct, within `deadline` (monotonic)."""

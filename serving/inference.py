@@ -22,6 +22,7 @@ from serving.servable import (
     DEFAULT_SIGNATURE,
     PREDICT_METHOD,
     REGRESS_METHOD,
+    InputSpec,
     Servable,
     dtype_name,
     numpy_dtype,
@@ -51,17 +52,35 @@ def predict(
     output_filter: Sequence[str],
     runner: Runner,
 ) -> dict[str, np.ndarray]:
-    """TF Serving's RunPredict: signature, method, input names, output filter, then the call.
+    """TF Serving's RunPredict: `checked_call`, then the model call through `runner`.
+
+    Returns:
+        Output alias -> values.
+
+    Raises:
+        ServingError: As `checked_call`.
+    """
+    return runner(servable, *checked_call(servable, signature_name, inputs, output_filter))
+
+
+def checked_call(
+    servable: Servable,
+    signature_name: str,
+    inputs: dict[str, np.ndarray],
+    output_filter: Sequence[str],
+) -> tuple[str, dict[str, np.ndarray], list[str]]:
+    """TF Serving's checks of a Predict request, in its order: signature, method, input
+    names, input values, output filter.
 
     Args:
         servable: The version that serves the request.
         signature_name: The request's signature name ("" for `serving_default`).
         inputs: Input alias -> values (any dtype; converted to the signature's).
         output_filter: Output aliases to return; empty for all.
-        runner: How the model is called.
 
     Returns:
-        Output alias -> values.
+        The model call's arguments after the servable: the signature key, the inputs in the
+        signature's dtypes and the output aliases to compute.
 
     Raises:
         ServingError: FAILED_PRECONDITION for an unknown signature, INTERNAL for a signature
@@ -86,7 +105,7 @@ def predict(
             f"Missing but required: {{{','.join(sorted(expected - requested))}}}."
         )
     converted = {
-        alias: _checked_input(alias, value, signature.inputs[alias])
+        alias: _checked_input(alias, value, servable.input_specs[name][alias])
         for alias, value in inputs.items()
     }
     output_keys = []
@@ -99,38 +118,38 @@ def predict(
         if alias in output_keys:
             raise status.invalid_argument(f"duplicate output tensor alias: {alias}")
         output_keys.append(alias)
-    return runner(servable, name, converted, output_keys or sorted(signature.outputs))
+    return name, converted, output_keys or sorted(signature.outputs)
 
 
-def _checked_input(alias: str, value: np.ndarray, tensor_info) -> np.ndarray:
+def _checked_input(alias: str, value: np.ndarray, spec: InputSpec) -> np.ndarray:
     """The value in the signature's dtype, or INVALID_ARGUMENT naming expected and received."""
-    dtype = numpy_dtype(tensor_info.dtype)
+    dtype = numpy_dtype(spec.dtype)
     array = np.asarray(value)
     if dtype is object or np.dtype(dtype) == np.dtype(object):
         if array.size and not all(isinstance(item, bytes) for item in array.flat):
             raise status.invalid_argument(
-                f"input {alias!r}: expected {dtype_name(tensor_info.dtype)} values, received "
+                f"input {alias!r}: expected {dtype_name(spec.dtype)} values, received "
                 f"{array.dtype} values"
             )
         array = array.astype(object)
     else:
         if array.dtype == object or array.dtype.kind in "SU":
             raise status.invalid_argument(
-                f"input {alias!r}: expected {dtype_name(tensor_info.dtype)} values, received "
-                "strings"
+                f"input {alias!r}: expected {dtype_name(spec.dtype)} values, received strings"
             )
-        array = array.astype(dtype)
-    shape = tensor_info.tensor_shape
-    if not shape.unknown_rank:
-        expected = [dim.size for dim in shape.dim]
-        if len(expected) != array.ndim or any(
+        array = array.astype(dtype, copy=False)
+    expected = spec.shape
+    if expected is not None and (
+        len(expected) != array.ndim
+        or any(
             size >= 0 and size != actual for size, actual in zip(expected, array.shape, strict=True)
-        ):
-            shown = ",".join(str(size) for size in expected)
-            raise status.invalid_argument(
-                f"input {alias!r}: expected shape [{shown}] (-1: any size), received "
-                f"[{','.join(str(size) for size in array.shape)}]"
-            )
+        )
+    ):
+        shown = ",".join(str(size) for size in expected)
+        raise status.invalid_argument(
+            f"input {alias!r}: expected shape [{shown}] (-1: any size), received "
+            f"[{','.join(str(size) for size in array.shape)}]"
+        )
     return array
 
 

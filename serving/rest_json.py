@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import input_pb2
@@ -93,6 +94,16 @@ def parse_document(body: bytes) -> dict:
     """
     if not body:
         raise status.invalid_argument("JSON Parse error: The document is empty")
+    # The fast parser takes the common well-formed object (an integer beyond 64 bits becomes a
+    # double, as in rapidjson); anything else (NaN, Infinity, trailing bytes, bad encodings,
+    # errors to report) goes the way below.
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if isinstance(document, dict):
+            return document
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -214,6 +225,9 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list) -> No
             f"size: {shape[level]}"
         )
     if level == rank - 1:
+        if dtype in _FLOATS and all(type(item) is float or type(item) is int for item in value):
+            out.extend(value)  # The common case, numbers only: no per-value checks needed.
+            return
         for item in value:
             if isinstance(item, list):
                 raise status.invalid_argument(
@@ -309,6 +323,10 @@ def _from_instances(instances: list, infos: dict[str, int]) -> dict[str, np.ndar
         )
     objects = _is_element_object(instances[0])
     names = sorted(infos)
+    if not objects and infos[names[0]] in _FLOATS:
+        numbers = _numeric_rows(instances, infos[names[0]])
+        if numbers is not None:
+            return {names[0]: numbers}
     rows: dict[str, list[np.ndarray]] = {}
     for index, element in enumerate(instances):
         if objects:
@@ -342,6 +360,27 @@ def _from_instances(instances: list, infos: dict[str, int]) -> dict[str, np.ndar
                     f"Error: {error.code_name}: {error.message}"
                 ) from None
     return {key: np.stack(values) for key, values in rows.items()}
+
+
+def _numeric_rows(instances: list, dtype: int) -> np.ndarray | None:
+    """The instances as one float array when they are all numbers, or all lists of numbers of
+    one length (what the checks below would accept without a message); else None."""
+    first = instances[0]
+    if type(first) is list:
+        width = len(first)
+        if not width or not all(
+            type(row) is list
+            and len(row) == width
+            and all(type(item) is float or type(item) is int for item in row)
+            for row in instances
+        ):
+            return None
+    elif not all(type(item) is float or type(item) is int for item in instances):
+        return None
+    try:
+        return np.array(instances, dtype=numpy_dtype(dtype))
+    except (OverflowError, ValueError):
+        return None
 
 
 def _add_instance(
@@ -399,12 +438,31 @@ def _format_value(value: Any, as_bytes: bool) -> str:
     return str(int(value))
 
 
+def _float_text(dtype: np.dtype):
+    """str of a finite float32 value (its shortest repr, with a '.' or 'e'); repr of a float
+    of another width as a Python float, with '.0' where it has neither."""
+    if dtype == np.float32:
+        return str
+
+    def text(value) -> str:
+        shown = repr(float(value))
+        return shown if ("." in shown or "e" in shown) else shown + ".0"
+
+    return text
+
+
 def _format_tensor(array: np.ndarray, as_bytes: bool) -> str:
     if not isinstance(array, np.ndarray):
         return _format_value(array, as_bytes)
     if array.ndim == 0:
         return _format_value(array[()], as_bytes)
     if array.ndim == 1:
+        if array.dtype.kind == "f":
+            # The common case, finite floats, prints as `_format_value` would without its
+            # per-value checks; "nan" and "inf" are the only texts with an "n".
+            text = ", ".join(map(_float_text(array.dtype), array))
+            if "n" not in text:
+                return "[" + text + "]"
         return "[" + ", ".join(_format_value(item, as_bytes) for item in array) + "]"
     return "[" + ", ".join(_format_tensor(row, as_bytes) for row in array) + "]"
 
@@ -447,13 +505,13 @@ def predict_response(outputs: dict[str, np.ndarray], request_format: str) -> str
         array = outputs[names[0]]
         rows = (_format_tensor(row, _as_bytes(names[0], array)) for row in array)
     else:
+        keys = [json.dumps(name) + ": " for name in names]
+        as_bytes = [_as_bytes(name, outputs[name]) for name in names]
         rows = (
             "{"
             + ", ".join(
-                json.dumps(name)
-                + ": "
-                + _format_tensor(outputs[name][index], _as_bytes(name, outputs[name]))
-                for name in names
+                key + _format_tensor(outputs[name][index], flag)
+                for key, name, flag in zip(keys, names, as_bytes, strict=True)
             )
             + "}"
             for index in range(batch)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +40,7 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     raise ValueError(f"{model_file}: expected a MetaGraph tagged {SERVE_TAG!r}, found none.")
 
 
+@functools.cache
 def numpy_dtype(dtype_enum: int) -> np.dtype:
     """The numpy dtype of a TensorFlow DataType enum (object for strings)."""
     return tf.dtypes.as_dtype(dtype_enum).as_numpy_dtype
@@ -46,6 +49,32 @@ def numpy_dtype(dtype_enum: int) -> np.dtype:
 def dtype_name(dtype_enum: int) -> str:
     """TF Serving's short dtype name in messages, e.g. `float` for DT_FLOAT."""
     return tf.dtypes.as_dtype(dtype_enum).name
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a signature input takes, read once from its TensorInfo.
+
+    Attributes:
+        dtype: The TensorFlow DataType enum.
+        shape: Sizes (-1: any), or None for an unknown rank.
+    """
+
+    dtype: int
+    shape: tuple[int, ...] | None
+
+
+def input_specs(signature: meta_graph_pb2.SignatureDef) -> dict[str, InputSpec]:
+    """Input alias -> InputSpec of a SignatureDef."""
+    return {
+        alias: InputSpec(
+            info.dtype,
+            None
+            if info.tensor_shape.unknown_rank
+            else tuple(dim.size for dim in info.tensor_shape.dim),
+        )
+        for alias, info in signature.inputs.items()
+    }
 
 
 class Servable:
@@ -65,6 +94,8 @@ class Servable:
         self.version = version
         self.path = path
         self.signature_defs = read_signature_defs(path)
+        # Signature key -> input alias -> InputSpec: read per request, so parsed once.
+        self.input_specs = {key: input_specs(value) for key, value in self.signature_defs.items()}
         self._model = tf.saved_model.load(path, tags=[SERVE_TAG])
         self._functions = dict(self._model.signatures)
 
@@ -77,11 +108,8 @@ class Servable:
             ServingError: With the code of the TensorFlow error the model call raised.
         """
         function = self._functions[signature_name]
-        signature = self.signature_defs[signature_name]
-        tensors = {
-            key: tf.constant(value, dtype=tf.dtypes.as_dtype(signature.inputs[key].dtype))
-            for key, value in inputs.items()
-        }
+        specs = self.input_specs[signature_name]
+        tensors = {key: tf.constant(value, dtype=specs[key].dtype) for key, value in inputs.items()}
         try:
             outputs = function(**tensors)
         except tf.errors.OpError as error:

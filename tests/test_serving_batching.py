@@ -164,6 +164,41 @@ def test_a_deadline_passing_in_the_queue_fails_with_deadline_exceeded():
     assert servable.calls == []
 
 
+def test_a_deadline_runs_its_batch_early_and_only_the_late_call_fails():
+    scheduler = BatchScheduler(
+        BatchingParameters(max_batch_size=64, batch_timeout_micros=5_000_000, num_batch_threads=1)
+    )
+    servable = FakeServable()
+    patient = scheduler.submit(servable, "sig", {"x": np.ones((2, 1))}, ["y"])
+    began = time.monotonic()
+    hurried = scheduler.submit(servable, "sig", {"x": np.ones((1, 1))}, ["y"], began + 0.05)
+
+    with pytest.raises(status.ServingError) as raised:
+        hurried.result(30)
+    outputs = patient.result(30)
+    waited = time.monotonic() - began
+    scheduler.stop()
+
+    assert raised.value.code == status.grpc.StatusCode.DEADLINE_EXCEEDED
+    assert waited < 4  # The batch ran at the deadline, not at its 5 s timeout.
+    assert servable.calls == [2]
+    np.testing.assert_array_equal(outputs["y"], np.full((2, 1), 10.0))
+
+
+def test_a_call_cancelled_while_it_waits_is_left_out_of_its_batch():
+    scheduler = BatchScheduler(
+        BatchingParameters(max_batch_size=64, batch_timeout_micros=200_000, num_batch_threads=1)
+    )
+    servable = FakeServable()
+    gone = scheduler.submit(servable, "sig", {"x": np.ones((3, 1))}, ["y"])
+    kept = scheduler.submit(servable, "sig", {"x": np.ones((1, 1))}, ["y"])
+
+    assert gone.cancel()
+    assert kept.result(30)["y"].shape == (1, 1)
+    scheduler.stop()
+    assert servable.calls == [1]
+
+
 def test_the_server_merges_concurrent_rest_requests_and_reports_batch_sizes(tmp_path):
     base = str(tmp_path / "base")
     serving_models.publish(serving_models.toy_model(str(tmp_path)), base, 1)

@@ -150,6 +150,7 @@ def test_flags_of_tensorflow_model_server_make_the_options(tmp_path):
             rest_api_port=8501,
             enable_batching=True,
             batching_parameters_file=str(batching),
+            rest_api_num_threads=3,
         )
     )
 
@@ -158,6 +159,7 @@ def test_flags_of_tensorflow_model_server_make_the_options(tmp_path):
     ]
     assert (options.host, options.grpc_port, options.rest_api_port) == ("127.0.0.1", 8500, 8501)
     assert options.batching.max_batch_size == 16
+    assert options.rest_api_num_threads == 3
     assert commands.server_options(**flags(model_base_path="m")).rest_api_port is None
 
 
@@ -168,6 +170,10 @@ def test_flags_of_tensorflow_model_server_make_the_options(tmp_path):
         ({"model_base_path": "m", "model_config_file": "c"}, "received both"),
         ({"model_base_path": "m", "batching_parameters_file": "b"}, "needs --enable_batching"),
         ({"model_config_file": "/no/such/file"}, "--model_config_file: cannot read /no/such/file"),
+        (
+            {"model_base_path": "m", "rest_api_num_threads": -1},
+            "Expected --rest_api_num_threads >= 0 (0: 4 per CPU), received -1.",
+        ),
     ],
 )
 def test_flag_errors(overrides, message):
