@@ -93,7 +93,10 @@ class Metrics:
                     ("API", api),
                     ("entrypoint", entrypoint),
                 )
-                self._latencies.setdefault(key, _Histogram(LATENCY_BUCKETS_MICROS)).observe(micros)
+                histogram = self._latencies.get(key)
+                if histogram is None:
+                    histogram = self._latencies[key] = _Histogram(LATENCY_BUCKETS_MICROS)
+                histogram.observe(micros)
 
     def record_batch(self, model_name: str, version: int, rows: int) -> None:
         key = (("model_name", model_name), ("version", str(version)))

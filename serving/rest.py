@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from http import HTTPStatus
@@ -108,9 +109,8 @@ class RestApi:
                         f"Failed to convert version: {version_text} to numeric."
                     )
             label = urllib.parse.unquote(label_text) if label_text else None
-        malformed = status.invalid_argument(f"Malformed request: {method} {path}")
         if match is None:
-            raise malformed
+            raise _malformed(method, path)
         if method == "POST":
             reply.api = subresource
             if subresource == "predict":
@@ -119,7 +119,7 @@ class RestApi:
                 return self._classify_or_regress(
                     subresource, name, version, label, body, deadline, reply
                 )
-            raise malformed  # A method in another case, e.g. ':PREDICT', as in TF Serving.
+            raise _malformed(method, path)  # A method in another case, e.g. ':PREDICT'.
         if not name:
             raise status.invalid_argument("Missing model name in request.")
         if subresource == "metadata":
@@ -175,6 +175,10 @@ class RestApi:
             method, servable, signature_name, request_input, self.core.runner(deadline)
         )
         return call, render
+
+
+def _malformed(method: str, path: str) -> status.ServingError:
+    return status.invalid_argument(f"Malformed request: {method} {path}")
 
 
 def _signature_map(response):
@@ -399,14 +403,10 @@ class _Connection(asyncio.Protocol):
             return
         call, render = pending
         self._call = call
-        loop = self._server._loop
-
-        def done(_) -> None:  # On the thread that completes the call.
-            # A RuntimeError: the server stopped, and the loop and the connection are gone.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._complete, request, reply, render, start, path)
-
-        call.add_done_callback(done)
+        server = self._server
+        call.add_done_callback(
+            lambda _: server._completed((self, request, reply, render, start, path))
+        )
 
     def _complete(self, request, reply: _Reply, render, start: float, path: str) -> None:
         """Answers with the model call's result, on the event loop."""
@@ -491,6 +491,29 @@ class RestServer:
         self._connections: set[_Connection] = set()
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
+        # Model calls completed on other threads, answered by the loop in one wake-up per batch.
+        self._done: deque[tuple] = deque()
+        self._wake_pending = False
+
+    def _completed(self, item: tuple) -> None:
+        """Queues a completed call's answer (on the thread that completed it) and wakes the loop
+        unless a wake-up is pending already."""
+        self._done.append(item)
+        if not self._wake_pending:
+            self._wake_pending = True
+            # A RuntimeError: the server stopped, and the loop and the connection are gone.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._answer_completed)
+
+    def _answer_completed(self) -> None:
+        self._wake_pending = False  # Before draining: a call completing from now on wakes anew.
+        while self._done:
+            connection, *arguments = self._done.popleft()
+            try:
+                connection._complete(*arguments)
+            except Exception:  # One broken answer must not hold back the others.
+                _LOG.exception("Answering a completed REST request failed")
+                connection.close()
 
     def start(self) -> None:
         started = threading.Event()
