@@ -289,6 +289,7 @@ class _Connection(asyncio.Protocol):
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._active = 0.0  # Loop time of the last bytes received.
+        self._paused = False  # Reading paused while a full buffer waits for an answer.
         self._call: Future | None = None  # The model call the answer waits for.
 
     def connection_made(self, transport) -> None:
@@ -310,6 +311,11 @@ class _Connection(asyncio.Protocol):
         self._active = self._server._loop.time()
         if not self._busy:
             self._next()
+        elif len(self._buffer) > self._server._max_body_bytes + MAX_HEAD_BYTES:
+            # Pipelined bytes beyond one whole request wait in the socket until this answer
+            # is out, so a client cannot fill the server's memory.
+            self._paused = True
+            self._transport.pause_reading()
 
     def close(self) -> None:
         self._closing = True
@@ -453,6 +459,9 @@ class _Connection(asyncio.Protocol):
         """Writes an answer and goes on with the next buffered request."""
         self._busy = False
         self._write(data, request.keep_alive)
+        if self._paused and not self._closing:
+            self._paused = False
+            self._transport.resume_reading()
         if request.keep_alive and self._buffer:
             self._next()
 

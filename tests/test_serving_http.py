@@ -1,6 +1,7 @@
 """The REST server's HTTP/1.1 layer (one asyncio loop): keep-alive, pipelining, partial reads,
 framing errors and clients that leave; and the JSON fast paths agreeing with the checked ones."""
 
+import contextlib
 import json
 import math
 import socket
@@ -11,7 +12,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 from serving import rest_json, status
-from serving.config import ModelConfig, ServerOptions
+from serving.config import BatchingParameters, ModelConfig, ServerOptions
 from serving.server import ModelServer
 from tests import serving_models
 
@@ -247,3 +248,31 @@ def test_floats_print_shortest_and_non_finite_values_as_tf_serving_does():
     assert rest_json.predict_response(finite, rest_json.ROW) == (
         '{"predictions": [0.1, 1e+20, 3.0]}'
     )
+
+
+def test_bytes_pipelined_behind_a_waiting_request_stay_in_the_socket(tmp_path):
+    base = str(tmp_path / "base")
+    serving_models.publish(serving_models.toy_model(str(tmp_path)), base, 1)
+    options = ServerOptions(
+        models=(ModelConfig("toy", base),),
+        grpc_port=0,
+        rest_api_port=0,
+        poll_wait_seconds=0,
+        max_body_bytes=4096,
+        batching=BatchingParameters(max_batch_size=64, batch_timeout_micros=2_000_000),
+    )
+    with ModelServer(options) as running, connect(running) as stream:
+        stream.sendall(post('{"instances": [2.0]}'))
+        stream.setblocking(False)
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            while sent < 8_000_000:  # Until the kernel's buffers are full too.
+                sent += stream.send(b"x" * 65536)
+        buffered = [len(connection._buffer) for connection in running.rest._connections]
+        stream.setblocking(True)
+        stream.settimeout(30)
+        code, _, body = read_response(stream, bytearray())
+
+    assert sent < 8_000_000
+    assert max(buffered) <= 4096 + 64 * 1024 + 256 * 1024  # The limit plus one read or so.
+    assert (code, json.loads(body)) == (200, {"predictions": [3.0]})
