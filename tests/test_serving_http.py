@@ -259,16 +259,24 @@ def test_bytes_pipelined_behind_a_waiting_request_stay_in_the_socket(tmp_path):
         rest_api_port=0,
         poll_wait_seconds=0,
         max_body_bytes=4096,
-        batching=BatchingParameters(max_batch_size=64, batch_timeout_micros=2_000_000),
+        # The first request waits in its batch until a second one fills it.
+        batching=BatchingParameters(max_batch_size=64, batch_timeout_micros=60_000_000),
     )
     with ModelServer(options) as running, connect(running) as stream:
         stream.sendall(post('{"instances": [2.0]}'))
+        deadline = time.monotonic() + 30
+        while not any(connection._busy for connection in running.rest._connections):
+            assert time.monotonic() < deadline, "the request never reached its batch"
+            time.sleep(0.01)
         stream.setblocking(False)
         sent = 0
         with contextlib.suppress(BlockingIOError):
             while sent < 8_000_000:  # Until the kernel's buffers are full too.
                 sent += stream.send(b"x" * 65536)
         buffered = [len(connection._buffer) for connection in running.rest._connections]
+        with connect(running) as filler:
+            filler.sendall(post('{"instances": [' + ", ".join(["1.0"] * 63) + "]}"))
+            assert read_response(filler, bytearray())[0] == 200
         stream.setblocking(True)
         stream.settimeout(30)
         code, _, body = read_response(stream, bytearray())
