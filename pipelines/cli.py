@@ -256,6 +256,18 @@ def _print_summary(summary) -> None:
             print(f"  pushed to devices: {device['pushed_path']}")
 
 
+def run_header(config: config_lib.PipelineConfig) -> str:
+    """The line `dlforge run` starts with: the pipeline, whether it tunes, where it writes."""
+    from pipelines import catalog
+
+    # An agent's pipeline has no Tuner stage (its search runs from Python: models.rl.tuning).
+    tuned = config.tune and catalog.get_pipeline(config.pipeline).data_module != ""
+    return (
+        f"dlforge: running {config.pipeline_name} "
+        f"({'with' if tuned else 'without'} tuning) in {config.home}"
+    )
+
+
 def _command_run(args: argparse.Namespace) -> int:
     from pipelines.local_run import prepare_data, run_pipeline
 
@@ -265,10 +277,7 @@ def _command_run(args: argparse.Namespace) -> int:
     prepared = prepare_data(config)
     config = dataclasses.replace(config, data_path="")
     console.configure_logs(args.verbose)
-    print(
-        f"dlforge: running {config.pipeline_name} "
-        f"({'with' if config.tune else 'without'} tuning) in {config.home}"
-    )
+    print(run_header(config))
     if prepared:
         print(f"  {prepared}")
     with console.progress_only(args.verbose) as progress:

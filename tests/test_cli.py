@@ -206,3 +206,16 @@ def test_tuning_a_gan_is_refused_before_tensorflow_is_imported():
     assert result.stdout.strip() == "2 False"
     assert "Expected tune off for model family 'gan'" in result.stderr
     assert "--no-tune" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "tuning"), [("digits", "with"), ("cartpole", "without"), ("frozenlake", "without")]
+)
+def test_the_run_header_says_tuning_only_where_the_pipeline_has_a_tuner(tmp_path, pipeline, tuning):
+    from pipelines.config import PipelineConfig
+
+    config = PipelineConfig(pipeline=pipeline, home=str(tmp_path), tune=True)
+
+    assert cli.run_header(config) == (
+        f"dlforge: running {config.pipeline_name} ({tuning} tuning) in {tmp_path}"
+    )
