@@ -1,6 +1,6 @@
 """Benchmark of the agents: episodes and wall time until each environment is solved.
 
-Run with `.venv/bin/python benchmarks/rl.py [--seed N] [--agents dqn,reinforce,qlearning]`.
+Run with `.venv/bin/python benchmarks/rl.py [--seed N] [--agents dqn,reinforce,...]`.
 Each agent trains with its default hyper-parameters and its pipeline budget
 (`DEFAULT_EPISODES`) until the trailing 100-episode mean return of its training episodes
 reaches the environment's threshold (475 on CartPole-v1; a 0.70 success rate on the slippery
@@ -23,7 +23,7 @@ import tensorflow as tf
 from models import registry
 from models.rl import environments
 
-AGENTS = ("dqn", "reinforce", "qlearning")
+AGENTS = ("dqn", "reinforce", "actor_critic", "qlearning")
 EVALUATION_SEED = 1000
 
 

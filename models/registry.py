@@ -64,6 +64,9 @@ FAMILIES: dict[str, FamilyCard] = {
     "reinforce": FamilyCard(
         "models.rl.reinforce", "cartpole", "cartpole", "mean_return", "serving_default"
     ),
+    "actor_critic": FamilyCard(
+        "models.rl.actor_critic", "cartpole", "cartpole", "mean_return", "serving_default"
+    ),
     "qlearning": FamilyCard(
         "models.rl.qlearning", "frozenlake", "frozenlake", "success_rate", "serving_default"
     ),

@@ -130,7 +130,8 @@ PIPELINES: dict[str, PipelineEntry] = {
             name="cartpole",
             wiring="pipelines.rl",
             default_family="dqn",
-            summary="CartPole-v1 (gymnasium): DQN or REINFORCE, blessed at a mean return of 475",
+            summary="CartPole-v1 (gymnasium): DQN, REINFORCE or actor-critic, blessed at a mean "
+            "return of 475",
             device_model=True,
         ),
         PipelineEntry(

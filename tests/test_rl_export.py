@@ -11,8 +11,18 @@ from models.rl import environments, export, qlearning
 
 CARTPOLE = environments.get_environment("cartpole")
 FROZENLAKE = environments.get_environment("frozenlake")
-AGENTS = {"dqn": CARTPOLE, "reinforce": CARTPOLE, "qlearning": FROZENLAKE}
-OUTPUTS = {"dqn": "q_values", "reinforce": "probabilities", "qlearning": "q_values"}
+AGENTS = {
+    "dqn": CARTPOLE,
+    "reinforce": CARTPOLE,
+    "actor_critic": CARTPOLE,
+    "qlearning": FROZENLAKE,
+}
+OUTPUTS = {
+    "dqn": "q_values",
+    "reinforce": "probabilities",
+    "actor_critic": "probabilities",
+    "qlearning": "q_values",
+}
 
 
 def _observations(spec, size=32):

@@ -1,4 +1,6 @@
-"""What every agent shares: schedules, the training result, the solved test, seeding."""
+"""What every agent shares: schedules, the training result, the solved test, seeding; and what
+the policy-gradient agents (REINFORCE, actor-critic) share: their networks, serving signature
+and action sampling."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.keras_lib import keras
+from models.rl.environments import ACTIONS, OBSERVATIONS, PROBABILITIES, EnvironmentSpec
 
 # Episodes over which the trailing mean return is taken (gymnasium's "solved" convention).
 SOLVED_WINDOW = 100
@@ -131,3 +134,123 @@ def dense_network(
         name="outputs",
     )(hidden)
     return keras.Model(inputs, outputs, name=name)
+
+
+def policy_network(
+    spec: EnvironmentSpec,
+    *,
+    num_layers: int,
+    units: int,
+    learning_rate: float,
+    seed: int,
+    name: str,
+) -> keras.Model:
+    """The compiled softmax policy of the policy-gradient agents: observation -> probabilities.
+
+    Compiled with the cross-entropy of the taken actions: `train_on_batch(observations,
+    actions, sample_weight=advantages)` is a policy-gradient step.
+
+    Args:
+        spec: The environment.
+        num_layers: Hidden layers, >= 1.
+        units: Width of each hidden layer, >= 1.
+        learning_rate: Adam step size, > 0.
+        seed: Seed of the initial weights.
+        name: Name of the Keras model.
+
+    Raises:
+        ValueError: For a value outside the ranges above.
+    """
+    if num_layers < 1 or units < 1 or learning_rate <= 0:
+        raise ValueError(
+            "Expected num_layers >= 1, units >= 1 and learning_rate > 0, received "
+            f"{num_layers}, {units} and {learning_rate}."
+        )
+    model = dense_network(
+        spec.model_input_size,
+        spec.num_actions,
+        num_layers=num_layers,
+        units=units,
+        output_activation="softmax",
+        name=name,
+        seed=seed,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
+    )
+    return model
+
+
+def value_network(
+    spec: EnvironmentSpec, *, num_layers: int, units: int, learning_rate: float, seed: int
+) -> keras.Model:
+    """The compiled state-value network of the policy-gradient agents: observation -> V(s)."""
+    model = dense_network(
+        spec.model_input_size,
+        1,
+        num_layers=num_layers,
+        units=units,
+        output_activation=None,
+        name="value",
+        seed=seed,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="huber")
+    return model
+
+
+def policy_batch(spec: EnvironmentSpec, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Observations and taken actions on which a policy network's `train_on_batch` takes one
+    step (the `sample_batch` of the policy-gradient agents)."""
+    rng = np.random.default_rng(seed)
+    return (
+        rng.normal(0, 1, (size, spec.model_input_size)).astype(np.float32),
+        rng.integers(0, spec.num_actions, size).astype(np.int64),
+    )
+
+
+def policy_signatures(model: keras.Model, spec: EnvironmentSpec) -> dict:
+    """`serving_default` of a policy network: observations -> the most probable actions and the
+    probabilities (the `model_signatures` of the policy-gradient agents)."""
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, spec.observation_size], tf.float32, OBSERVATIONS)]
+    )
+    def serve(observations):
+        inputs = observations
+        if spec.num_states:
+            states = tf.cast(tf.round(tf.reshape(observations, [-1])), tf.int32)
+            inputs = tf.one_hot(states, spec.num_states)
+        probabilities = model(inputs, training=False)
+        return {ACTIONS: tf.argmax(probabilities, axis=-1), PROBABILITIES: probabilities}
+
+    return {"serving_default": serve.get_concrete_function()}
+
+
+def observation_encoder(spec: EnvironmentSpec) -> Callable[[Any], np.ndarray]:
+    """A gymnasium observation as the network's input row: one-hot when the states are
+    discrete, else the float32 observation vector."""
+    if spec.num_states:
+        identity = np.eye(spec.num_states, dtype=np.float32)
+        return lambda observation: identity[int(observation)]
+    return lambda observation: np.asarray(observation, np.float32)
+
+
+def make_policy_sampler(
+    policy: keras.Model, spec: EnvironmentSpec, rng: np.random.Generator
+) -> Callable[[np.ndarray], int]:
+    """An action sampled from `policy`'s probabilities for one encoded observation.
+
+    The probabilities come from one compiled call; the draw uses the agent's generator (by the
+    cumulative sum), which keeps runs reproducible.
+    """
+
+    @tf.function(input_signature=[tf.TensorSpec([1, spec.model_input_size], tf.float32)])
+    def action_probabilities(observation):
+        return policy(observation, training=False)[0]
+
+    def sample(observation: np.ndarray) -> int:
+        probabilities = action_probabilities(observation[None, :]).numpy().astype(np.float64)
+        action = int(np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum()))
+        return min(action, spec.num_actions - 1)
+
+    return sample

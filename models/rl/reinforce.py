@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from models.keras_lib import keras
 from models.rl import common
-from models.rl.environments import ACTIONS, OBSERVATIONS, PROBABILITIES, EnvironmentSpec
+from models.rl.environments import EnvironmentSpec
 
 # The budget of the pipeline: REINFORCE solves CartPole-v1 well within it (benchmarks/rl.py).
 DEFAULT_EPISODES = 1000
@@ -47,24 +47,14 @@ def make_model(
     Raises:
         ValueError: For a value outside the ranges above.
     """
-    if num_layers < 1 or units < 1 or learning_rate <= 0:
-        raise ValueError(
-            "Expected num_layers >= 1, units >= 1 and learning_rate > 0, received "
-            f"{num_layers}, {units} and {learning_rate}."
-        )
-    model = common.dense_network(
-        spec.model_input_size,
-        spec.num_actions,
+    return common.policy_network(
+        spec,
         num_layers=num_layers,
         units=units,
-        output_activation="softmax",
-        name="reinforce",
+        learning_rate=learning_rate,
         seed=seed,
+        name="reinforce",
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
-    )
-    return model
 
 
 def search_space(hp) -> dict:
@@ -87,30 +77,10 @@ def build_model(hp, spec: EnvironmentSpec) -> keras.Model:
     return make_model(spec, **{name: values[name] for name in NETWORK_HYPERPARAMETERS})
 
 
-def sample_batch(spec: EnvironmentSpec, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Observations and taken actions on which `train_on_batch` takes one step."""
-    rng = np.random.default_rng(seed)
-    return (
-        rng.normal(0, 1, (size, spec.model_input_size)).astype(np.float32),
-        rng.integers(0, spec.num_actions, size).astype(np.int64),
-    )
-
-
-def model_signatures(model: keras.Model, spec: EnvironmentSpec) -> dict:
-    """`serving_default`: observations -> the most probable actions and the probabilities."""
-
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, spec.observation_size], tf.float32, OBSERVATIONS)]
-    )
-    def serve(observations):
-        inputs = observations
-        if spec.num_states:
-            states = tf.cast(tf.round(tf.reshape(observations, [-1])), tf.int32)
-            inputs = tf.one_hot(states, spec.num_states)
-        probabilities = model(inputs, training=False)
-        return {ACTIONS: tf.argmax(probabilities, axis=-1), PROBABILITIES: probabilities}
-
-    return {"serving_default": serve.get_concrete_function()}
+# Observations and taken actions for one `train_on_batch` step; `serving_default`: observations
+# -> the most probable actions and the probabilities.
+sample_batch = common.policy_batch
+model_signatures = common.policy_signatures
 
 
 def discounted_returns(rewards: np.ndarray, discount: float) -> np.ndarray:
@@ -185,22 +155,16 @@ def train(
     values = common.hyperparameter_values(search_space, hyperparameters)
     rng = common.seed_everything(seed)
     policy = make_model(spec, **{name: values[name] for name in NETWORK_HYPERPARAMETERS}, seed=seed)
-    value = common.dense_network(
-        spec.model_input_size,
-        1,
+    value = common.value_network(
+        spec,
         num_layers=values["num_layers"],
         units=values["units"],
-        output_activation=None,
-        name="value",
+        learning_rate=values["value_learning_rate"],
         seed=seed + 1000,
     )
-    value.compile(optimizer=keras.optimizers.Adam(values["value_learning_rate"]), loss="huber")
     update = make_update(policy, value, normalize_advantages=values["normalize_advantages"])
-    identity = np.eye(spec.num_states, dtype=np.float32) if spec.num_states else None
-
-    @tf.function(input_signature=[tf.TensorSpec([1, spec.model_input_size], tf.float32)])
-    def action_probabilities(observation):
-        return policy(observation, training=False)[0]
+    encode = common.observation_encoder(spec)
+    sample_action = common.make_policy_sampler(policy, spec, rng)
 
     environment = spec.make()
     result = common.TrainingResult(model=policy)
@@ -208,13 +172,8 @@ def train(
         raw, _ = environment.reset(seed=seed if episode == 0 else None)
         observations, actions, rewards, done = [], [], [], False
         while not done:
-            observation = identity[int(raw)] if identity is not None else np.float32(raw)
-            probabilities = action_probabilities(observation[None, :]).numpy().astype(np.float64)
-            # Sampling by the cumulative sum with the agent's generator keeps runs reproducible.
-            action = int(
-                np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum())
-            )
-            action = min(action, spec.num_actions - 1)
+            observation = encode(raw)
+            action = sample_action(observation)
             raw, reward, terminated, truncated, _ = environment.step(action)
             observations.append(observation)
             actions.append(action)

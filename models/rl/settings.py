@@ -32,8 +32,8 @@ class AgentSettings:
     """How an agent is trained and when it is blessed.
 
     Attributes:
-        agent: Agent family name: "dqn" or "reinforce" (cartpole), "qlearning" (frozenlake);
-            "" for the pipeline's model family (`PipelineConfig.trainer.family`).
+        agent: Agent family name: "dqn", "reinforce" or "actor_critic" (cartpole), "qlearning"
+            (frozenlake); "" for the pipeline's model family (`PipelineConfig.trainer.family`).
         episodes: Training episodes at most (0: the agent's `DEFAULT_EPISODES`); training
             stops earlier once the trailing 100-episode mean return reaches the reward
             threshold.
