@@ -84,7 +84,10 @@ def test_serving_signature_ignores_a_label_in_the_examples(
 def test_unknown_family_error_lists_the_registered_ones():
     with pytest.raises(
         ValueError,
-        match=r"Expected a model family in \['autoencoder', .*'cnn', .*\], received 'rnn'",
+        match=(
+            r"Expected a model family in \['actor_critic', 'autoencoder', .*'cnn', .*\], "
+            r"received 'rnn'"
+        ),
     ):
         registry.get_family("rnn")
 
